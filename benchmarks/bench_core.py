@@ -1,0 +1,175 @@
+"""Core: the 63-field event through wideevents' FileSink vs structlog, json and orjson.
+
+Each contender runs in a fresh process: 1,000 warm-up events, then 20,000 measured, in
+3 interleaved rounds. Reported: caller-thread CPU per event, total process CPU per event
+(background work and close included), p50/p99 of the emit call (``Event.finish()`` for
+wideevents), and events lost (lines missing from the output file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+from ._proc import med, percentile, run_worker
+
+CONTENDERS = ["dict_only", "wideevents", "orjson", "json", "structlog"]
+LABEL = {
+    "dict_only": "build the dict only",
+    "wideevents": "wideevents FileSink",
+    "orjson": "plain orjson.dumps to a file",
+    "json": "stdlib json.dumps to a file",
+    "structlog": "structlog + orjson to a file",
+}
+
+
+def _worker(contender: str, n: int, warmup: int, path: str) -> dict[str, Any]:
+    from .fixture import build_event, make_inputs
+
+    inputs = make_inputs(n + warmup)
+    perf = time.perf_counter_ns
+    lat: list[int] = []
+    close = lambda: None  # noqa: E731
+    if contender == "dict_only":
+        def emit(i: int) -> None:
+            build_event(inputs, i)
+    elif contender == "wideevents":
+        import wideevents
+        from wideevents.sinks import FileSink
+
+        wideevents.configure(service_name="bench", sinks=[FileSink(path)])
+
+        def emit(i: int) -> None:
+            ev = wideevents.event("predict")
+            ev.add(build_event(inputs, i))
+            t = perf()
+            ev.finish()
+            lat.append(perf() - t)
+
+        def close() -> None:
+            ok = wideevents.shutdown(timeout=30.0)
+            assert ok, wideevents.stats()
+    elif contender in ("orjson", "json"):
+        f = open(path, "wb")
+        if contender == "orjson":
+            import orjson
+
+            def emit(i: int) -> None:
+                d = build_event(inputs, i)
+                t = perf()
+                f.write(orjson.dumps(d) + b"\n")
+                lat.append(perf() - t)
+        else:
+            def emit(i: int) -> None:
+                d = build_event(inputs, i)
+                t = perf()
+                f.write((json.dumps(d) + "\n").encode())
+                lat.append(perf() - t)
+        close = f.close
+    elif contender == "structlog":
+        import orjson
+        import structlog
+
+        f = open(path, "wb")
+        log = structlog.wrap_logger(
+            structlog.BytesLogger(f),
+            processors=[structlog.processors.TimeStamper(fmt="iso", utc=True),
+                        structlog.processors.JSONRenderer(serializer=orjson.dumps)],
+        )
+
+        def emit(i: int) -> None:
+            d = build_event(inputs, i)
+            t = perf()
+            log.info("predict", **d)
+            lat.append(perf() - t)
+        close = f.close
+    else:
+        raise SystemExit(f"unknown contender {contender}")
+    for i in range(warmup):
+        emit(i)
+    lat.clear()
+    cpu0, th0 = time.process_time(), time.thread_time()
+    for i in range(warmup, warmup + n):
+        emit(i)
+    th1 = time.thread_time()
+    close()
+    cpu1 = time.process_time()
+    lines = 0
+    if contender != "dict_only":
+        with open(path, "rb") as fh:
+            lines = sum(1 for _ in fh)
+    return {
+        "caller_us": (th1 - th0) / n * 1e6,
+        "cpu_us": (cpu1 - cpu0) / n * 1e6,
+        "p50_us": percentile([x / 1000 for x in lat], 50),
+        "p99_us": percentile([x / 1000 for x in lat], 99),
+        "lost": 0 if contender == "dict_only" else (n + warmup) - lines,
+    }
+
+
+def run(quick: bool = False) -> str:
+    n, warmup, rounds = (2_000, 200, 1) if quick else (20_000, 1_000, 3)
+    results: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for c in CONTENDERS:
+                path = os.path.join(tmp, f"{c}-{r}.jsonl")
+                results[c].append(run_worker("bench_core", c, str(n), str(warmup), path))
+    base = med(results["dict_only"], "cpu_us")
+    rows = []
+    for c in CONTENDERS:
+        rs = results[c]
+        over = med(rs, "cpu_us") - base
+        emit = "" if c == "dict_only" else f"{med(rs, 'p50_us'):.1f} / {med(rs, 'p99_us'):.1f}"
+        rows.append(f"| {LABEL[c]} | {med(rs, 'caller_us'):.1f} | {med(rs, 'cpu_us'):.1f} | "
+                    f"{'' if c == 'dict_only' else f'{over:+.1f}'} | {emit} | "
+                    f"{'' if c == 'dict_only' else int(max(r['lost'] for r in rs))} |")
+    we = results["wideevents"]
+    over_we = med(we, "cpu_us") - base
+    checks = [
+        ("wideevents CPU/event above 'build the dict only'", "<= 20 µs", f"{over_we:.1f} µs",
+         over_we <= 20),
+        ("finish() p50", "< 5 µs", f"{med(we, 'p50_us'):.2f} µs", med(we, "p50_us") < 5),
+        ("finish() p99", "< 100 µs", f"{med(we, 'p99_us'):.2f} µs", med(we, "p99_us") < 100),
+        ("events lost", "0", str(int(max(r["lost"] for r in we))),
+         max(r["lost"] for r in we) == 0),
+    ]
+    out = [
+        "## Core: the 63-field inference event to a local file",
+        "",
+        f"Each contender in a fresh process; {n:,} events after {warmup:,} warm-up, {rounds} "
+        "interleaved round(s), medians shown. *Caller* is the CPU time of the emitting thread; "
+        "*total* is the whole process's CPU per event, background worker and close included; "
+        "*emit p50/p99* is `Event.finish()` for wideevents and the write/log call for the "
+        "others.",
+        "",
+        "| contender | caller µs/event | total CPU µs/event | above dict-only | "
+        "emit p50 / p99 µs | lost |",
+        "|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "| target | wanted | measured | |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {'PASS' if ok else 'FAIL'} |" for a, b, c, ok in checks],
+        "",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        p = argparse.ArgumentParser()
+        p.add_argument("--worker", action="store_true")
+        p.add_argument("contender")
+        p.add_argument("n", type=int)
+        p.add_argument("warmup", type=int)
+        p.add_argument("path")
+        a = p.parse_args()
+        print(json.dumps(_worker(a.contender, a.n, a.warmup, a.path)))
+    else:
+        print(run(quick="--quick" in sys.argv))

@@ -1,0 +1,21 @@
+"""Shared fixtures: every test starts without a configured pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from wideevents import _config
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pipeline() -> Iterator[None]:
+    """Shut down whatever a test configured and start the next test from scratch."""
+    previous = _config.swap_pipeline(None)
+    if previous is not None:
+        previous.shutdown(timeout=2.0)
+    yield
+    current = _config.swap_pipeline(None)
+    if current is not None:
+        current.shutdown(timeout=2.0)

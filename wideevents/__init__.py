@@ -1,0 +1,52 @@
+"""wideevents: one wide structured event per unit of work, for machine-learning services.
+
+>>> import wideevents
+>>> with wideevents.event("predict", user_id=7) as ev:
+...     ev.add({"model.version": "2024-11-03"})
+
+Events go to stdout as JSON lines unless ``configure()`` (or ``WIDEEVENTS_SINK``) says
+otherwise. Nothing here imports libhoney, the OpenTelemetry SDK, duckdb, numpy or a web
+framework: those load only when a sink or helper that needs them is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._config import configure, flush, install_signal_handlers, shutdown, stats
+from ._errors import ConfigurationError
+from ._event import (
+    Event, add, add_trace, current_event, event, in_context, inject, instrument,
+)
+from ._limits import Limits
+from ._pipeline import Pipeline
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "Event",
+    "Limits",
+    "Pipeline",
+    "add",
+    "add_trace",
+    "configure",
+    "current_event",
+    "event",
+    "feedback",
+    "flush",
+    "in_context",
+    "inject",
+    "install_signal_handlers",
+    "instrument",
+    "shutdown",
+    "stats",
+]
+
+
+def feedback(prediction_id: str, *, label: Any = None, reward: Any = None,
+             timestamp: Any = None, **fields: Any) -> None:
+    """Emit a ``feedback`` event for an earlier prediction (see :mod:`wideevents.ml`)."""
+    from .ml._feedback import feedback as _feedback
+
+    _feedback(prediction_id, label=label, reward=reward, timestamp=timestamp, **fields)

@@ -1,0 +1,64 @@
+"""The ``wideevents`` command: ``demo``, ``query``, ``tail``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ._errors import ConfigurationError
+
+_EXTRA_FOR = {"duckdb": "query", "fastapi": "demo", "uvicorn": "demo", "httpx": "demo",
+              "opentelemetry.proto": "otlp"}
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    name = exc.name or ""
+    for module, extra in _EXTRA_FOR.items():
+        if name == module or name.startswith(module + "."):
+            return extra
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wideevents",
+        description="Wide events for ML services: run the demo, query and tail event files.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    from ._demo import add_demo_parser
+
+    add_demo_parser(sub)
+    try:
+        from ._cli_query import add_query_parser, add_tail_parser
+    except ImportError:  # the query CLI is not part of this build
+        pass
+    else:
+        add_query_parser(sub)
+        add_tail_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ModuleNotFoundError as exc:
+        extra = _missing_extra(exc)
+        if extra is None:
+            raise
+        print(f"wideevents {args.command}: needs the '{extra}' extra "
+              f"(missing module {exc.name!r}); install it with: pip install 'wideevents[{extra}]'",
+              file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(f"wideevents {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,343 @@
+"""Turning whatever a user put in an event into flat, JSON-safe fields.
+
+Two steps with different budgets:
+
+- :func:`snapshot` runs on the request thread when a value is added. It only makes sure
+  later mutation of the caller's object cannot change the event (arrays and containers
+  are copied; immutable scalars pass through untouched).
+- :class:`Normalizer` runs on the pipeline's worker. A fast pass checks every value; only
+  events holding something unusual go through the slow path, which applies DESIGN
+  section 4: numpy scalars become numbers; arrays of up to 128 elements lists, longer ones
+  a summary; NaN/Inf ``null``; nested mappings dotted keys; datetimes RFC 3339; bytes their
+  length and SHA-256 prefix; anything else a bounded ``repr`` that cannot raise.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import enum
+import hashlib
+import math
+import pathlib
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["FieldReport", "Normalizer", "safe_repr", "snapshot"]
+
+MAX_ARRAY_ITEMS = 128
+MAX_DEPTH = 5
+MAX_REPR = 1024
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_SNAPSHOT_DEPTH = 8
+
+_PASS_THROUGH: frozenset[type] = frozenset(
+    {str, int, float, bool, type(None), bytes, _dt.datetime, _dt.date, _dt.time,
+     _dt.timedelta, decimal.Decimal, uuid.UUID, complex, frozenset}
+)
+
+
+def safe_repr(value: object, limit: int = MAX_REPR) -> str:
+    """A bounded ``repr`` that never raises."""
+    try:
+        text = repr(value)
+    except BaseException:  # noqa: BLE001 - a raising __repr__ must not escape
+        try:
+            name = type(value).__qualname__
+        except BaseException:  # noqa: BLE001
+            name = "object"
+        return f"<unrepresentable {name}>"
+    if type(text) is not str:
+        return "<unrepresentable>"
+    if len(text) > limit:
+        return text[: limit - 3] + "..."
+    return text
+
+
+def _is_numpy(value: object) -> bool:
+    return type(value).__module__ == "numpy"
+
+
+def snapshot(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that later mutation of the caller's objects cannot change."""
+    t = type(value)
+    if t in _PASS_THROUGH:
+        return value
+    try:
+        if t is list or t is tuple:
+            if depth >= _SNAPSHOT_DEPTH:
+                return safe_repr(value)
+            return [snapshot(v, depth + 1) for v in value]
+        if t is dict:
+            if depth >= _SNAPSHOT_DEPTH:
+                return safe_repr(value)
+            return {k: snapshot(v, depth + 1) for k, v in value.items()}
+        if t.__module__ == "numpy":
+            # ndarray: copy; numpy scalars are immutable.
+            copy = getattr(value, "copy", None)
+            return copy() if t.__name__ == "ndarray" and copy is not None else value
+        if isinstance(value, (set, bytearray, memoryview)):
+            return bytes(value) if not isinstance(value, set) else list(value)
+        if isinstance(value, Mapping):
+            if depth >= _SNAPSHOT_DEPTH:
+                return safe_repr(value)
+            return {k: snapshot(v, depth + 1) for k, v in value.items()}
+        if hasattr(value, "__array__") or hasattr(value, "numpy"):
+            return _to_numpy(value)
+    except BaseException:  # noqa: BLE001 - user objects may raise anywhere
+        return safe_repr(value)
+    return value
+
+
+def _to_numpy(value: Any) -> Any:
+    """An array-like (torch, jax, ...) as a numpy copy, without importing its library."""
+    import numpy as np
+
+    try:
+        return np.array(value, copy=True)
+    except Exception:
+        to_numpy = getattr(value, "numpy", None)
+        if to_numpy is None:
+            raise
+        detach = getattr(value, "detach", None)
+        src = detach().cpu() if detach is not None else value
+        return np.array(src.numpy(), copy=True)
+
+
+class FieldReport:
+    """What normalisation and limits did to one event's fields (names kept in order)."""
+
+    __slots__ = ("nonfinite", "truncated", "dropped")
+
+    def __init__(self) -> None:
+        self.nonfinite: list[str] = []
+        self.truncated: list[tuple[str, str]] = []  # (field, reason)
+        self.dropped: list[tuple[str, str]] = []  # (field, reason)
+
+    def __bool__(self) -> bool:
+        return bool(self.nonfinite or self.truncated or self.dropped)
+
+
+def _utf8_prefix(text: str, max_bytes: int) -> str:
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max_bytes].decode("utf-8", "ignore")
+
+
+def fix_surrogates(text: str) -> str:
+    """Replace lone surrogates (not encodable as UTF-8) with U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _rfc3339(value: _dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.timezone.utc)  # naive datetimes are taken as UTC
+    else:
+        value = value.astimezone(_dt.timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}Z"
+
+
+class Normalizer:
+    """Flatten and make JSON-safe one event's fields (worker thread)."""
+
+    def __init__(self, *, max_string_bytes: int = 65_536) -> None:
+        self.max_string_bytes = max_string_bytes
+        # A str of n chars is at most 4n UTF-8 bytes: shorter ones never need measuring.
+        self._short = max_string_bytes // 4
+
+    def __call__(self, fields: dict[str, Any], report: FieldReport) -> dict[str, Any]:
+        """Return ``fields`` itself when already clean, else a normalised copy."""
+        short = self._short
+        for k, v in fields.items():
+            t = type(v)
+            if t is str:
+                if len(v) > short:
+                    break
+            elif t is float:
+                if v - v != 0.0:
+                    break
+            elif t is int:
+                if v < _INT_MIN or v > _INT_MAX:
+                    break
+            elif t is not bool and v is not None:
+                break
+            if type(k) is not str:
+                break
+        else:
+            return fields
+        out: dict[str, Any] = {}
+        for k, v in fields.items():
+            key = k if type(k) is str else self._key(k)
+            self._value(key, v, out, report, 0)
+        return out
+
+    @staticmethod
+    def _key(key: object) -> str:
+        try:
+            return fix_surrogates(str(key))
+        except BaseException:  # noqa: BLE001
+            return safe_repr(key)
+
+    def _value(self, key: str, v: Any, out: dict[str, Any], report: FieldReport, depth: int) -> None:
+        try:
+            out[key] = self._scalar(key, v, out, report, depth)
+        except _Expanded:
+            pass
+        except BaseException:  # noqa: BLE001 - never let a user value escape as an exception
+            out[key] = safe_repr(v)
+            report.truncated.append((key, "unrepresentable"))
+
+    def _string(self, key: str, v: str, report: FieldReport) -> str:
+        if len(v) > self._short:
+            cut = _utf8_prefix(v, self.max_string_bytes)
+            if cut is not v:
+                report.truncated.append((key, "string_too_long"))
+                v = cut
+        return v
+
+    def _scalar(self, key: str, v: Any, out: dict[str, Any], report: FieldReport, depth: int) -> Any:
+        t = type(v)
+        if t is str:
+            return self._string(key, v, report)
+        if t is bool or v is None:
+            return v
+        if t is int:
+            return v if _INT_MIN <= v <= _INT_MAX else str(v)
+        if t is float:
+            if math.isfinite(v):
+                return v
+            report.nonfinite.append(key)
+            return None
+        if t.__module__ == "numpy":
+            if t.__name__ == "ndarray":
+                return self._array(key, v, out, report)
+            if hasattr(v, "item"):
+                item = v.item()
+                if type(item) is type(v):  # e.g. datetime64 without a Python equivalent
+                    return str(v)
+                return self._scalar(key, item, out, report, depth)
+        if isinstance(v, Mapping):
+            self._mapping(key, v, out, report, depth + 1)
+            raise _Expanded
+        if isinstance(v, (list, tuple, set, frozenset)):
+            return self._list(key, list(v), out, report, depth)
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            raw = bytes(v)
+            return f"<{len(raw)} bytes sha256:{hashlib.sha256(raw).hexdigest()[:16]}>"
+        if isinstance(v, bool):
+            return bool(v)
+        if isinstance(v, enum.Enum):
+            value = v.value  # the value when it is a JSON scalar (as orjson writes it)
+            if type(value) in (str, int, bool) or (type(value) is float and math.isfinite(value)):
+                return value
+            return v.name
+        if isinstance(v, int):
+            return self._scalar(key, int(v), out, report, depth)
+        if isinstance(v, float):
+            return self._scalar(key, float(v), out, report, depth)
+        if isinstance(v, str):
+            return self._string(key, str(v), report)
+        if isinstance(v, _dt.datetime):
+            return _rfc3339(v)
+        if isinstance(v, (_dt.date, _dt.time)):
+            return v.isoformat()
+        if isinstance(v, _dt.timedelta):
+            return v.total_seconds()
+        if isinstance(v, decimal.Decimal):
+            if not v.is_finite():
+                report.nonfinite.append(key)
+                return None
+            return int(v) if v == v.to_integral_value() and abs(v) < 2**63 else float(v)
+        if isinstance(v, (uuid.UUID, pathlib.PurePath)):
+            return str(v)
+        if isinstance(v, complex):
+            return str(v)
+        if hasattr(v, "__array__") or (hasattr(v, "numpy") and callable(getattr(v, "numpy"))):
+            return self._array(key, _to_numpy(v), out, report)
+        text = safe_repr(v)
+        return self._string(key, text, report)
+
+    def _mapping(self, prefix: str, mapping: Mapping[Any, Any], out: dict[str, Any],
+                 report: FieldReport, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            out[prefix] = self._as_json_string(mapping)
+            report.truncated.append((prefix, "depth"))
+            return
+        for k, v in mapping.items():
+            key = f"{prefix}.{k if type(k) is str else self._key(k)}"
+            self._value(key, v, out, report, depth)
+
+    def _as_json_string(self, value: Any) -> str:
+        import orjson
+
+        try:
+            return orjson.dumps(value, default=safe_repr, option=orjson.OPT_NON_STR_KEYS |
+                                orjson.OPT_SERIALIZE_NUMPY).decode()
+        except Exception:
+            return safe_repr(value)
+
+    def _element(self, key: str, v: Any, report: FieldReport) -> Any:
+        """One list element: scalars only (lists are flat); containers become JSON strings."""
+        t = type(v)
+        if t is str:
+            return self._string(key, v, report)
+        if t is int or t is bool or v is None:
+            return v if t is not int or _INT_MIN <= v <= _INT_MAX else str(v)
+        if t is float:
+            if math.isfinite(v):
+                return v
+            if key not in report.nonfinite:
+                report.nonfinite.append(key)
+            return None
+        if isinstance(v, (Mapping, list, tuple, set, frozenset)) or type(v).__name__ == "ndarray":
+            return self._as_json_string(v)
+        try:
+            return self._scalar(key, v, {}, report, MAX_DEPTH)
+        except _Expanded:  # an array-like inside a list: keep it whole, as a string
+            return self._as_json_string(_to_numpy(v))
+
+    def _list(self, key: str, items: list[Any], out: dict[str, Any], report: FieldReport,
+              depth: int) -> Any:
+        if len(items) > MAX_ARRAY_ITEMS:
+            if all(type(x) in (int, float) for x in items):
+                import numpy as np
+
+                return self._array(key, np.asarray(items, dtype=float), out, report)
+            items = items[:MAX_ARRAY_ITEMS]
+            report.truncated.append((key, "list_too_long"))
+        return [self._element(key, x, report) for x in items]
+
+    def _array(self, key: str, arr: Any, out: dict[str, Any], report: FieldReport) -> Any:
+        import numpy as np
+
+        arr = np.asarray(arr)
+        if arr.size <= MAX_ARRAY_ITEMS:
+            return [self._element(key, x, report) for x in arr.ravel().tolist()]
+        report.truncated.append((key, "array_summarised"))
+        out[f"{key}.len"] = int(arr.size)
+        if arr.dtype.kind in "biuf":
+            flat = arr.astype(float, copy=False).ravel()
+            finite = flat[np.isfinite(flat)]
+            if finite.size:
+                out[f"{key}.min"] = float(finite.min())
+                out[f"{key}.max"] = float(finite.max())
+                out[f"{key}.mean"] = float(finite.mean())
+            if finite.size != flat.size:
+                out[f"{key}.nonfinite_count"] = int(flat.size - finite.size)
+        raise _Expanded
+
+
+class _Expanded(Exception):
+    """Raised internally when a value was written as several dotted keys."""
+
+
+# Keep the recursion of deeply nested user containers well inside the interpreter's limit.
+assert MAX_DEPTH * 2 < sys.getrecursionlimit()

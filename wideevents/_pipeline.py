@@ -1,0 +1,526 @@
+"""The background pipeline: bounded queue, one worker, processors, sampler, sinks, stats.
+
+Request threads only append the finished event's raw fields to a bounded deque (never
+waiting by default: a full queue drops and counts). One lazily started daemon worker
+normalises, adds static fields, runs the user's processors and the sampler, redacts,
+applies limits, serialises once and hands the batch to every sink.
+
+Accounting is exact at all times: every counter moves under one lock, so that for each
+sink ``sent + sum(rejected) + sum(dropped) + pending + sum(pipeline dropped) == emitted``
+holds in every :meth:`Pipeline.stats` snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ._limits import Limits, Redactor, apply_limits, dumps, fast_serialize, serialize
+from ._log import log_once
+from ._normalize import FieldReport, Normalizer, safe_repr
+from .sinks._base import Record
+
+__all__ = ["Pipeline"]
+
+Processor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+Sampler = Callable[[dict[str, Any]], int]
+
+_BATCH = 512
+_INTERVAL_S = 0.1
+_WAKE_AT = 256
+_PIPELINES: "weakref.WeakSet[Pipeline]" = weakref.WeakSet()
+
+
+class _Ledger:
+    """One sink's outcome counters; shares the pipeline's lock."""
+
+    __slots__ = ("name", "lock", "sent_n", "rejected_by", "dropped_by", "held", "closed")
+
+    def __init__(self, name: str, lock: threading.Lock) -> None:
+        self.name = name
+        self.lock = lock
+        self.sent_n = 0
+        self.rejected_by: dict[str, int] = {}
+        self.dropped_by: dict[str, int] = {}
+        self.held = 0
+        self.closed = False
+
+    def sent(self, n: int = 1) -> None:
+        with self.lock:
+            if not self.closed:
+                self.sent_n += n
+                self.held -= n
+
+    def rejected(self, reason: str, n: int = 1) -> None:
+        with self.lock:
+            if not self.closed:
+                self.rejected_by[reason] = self.rejected_by.get(reason, 0) + n
+                self.held -= n
+
+    def dropped(self, reason: str, n: int = 1) -> None:
+        with self.lock:
+            if not self.closed:
+                self.dropped_by[reason] = self.dropped_by.get(reason, 0) + n
+                self.held -= n
+
+    def close(self) -> None:
+        """Whatever the sink still holds is lost: count it as dropped at shutdown."""
+        with self.lock:
+            if self.held > 0:
+                self.dropped_by["shutdown"] = self.dropped_by.get("shutdown", 0) + self.held
+                self.held = 0
+            self.closed = True
+
+
+def _call_with_deadline(fn: Callable[[float], Any], timeout: float) -> bool:
+    """Call ``fn(timeout)`` in a helper thread: a hung sink cannot hold us past the deadline."""
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(fn(timeout))
+        except Exception as exc:  # noqa: BLE001
+            log_once(f"sink-call:{type(exc).__name__}", "wideevents: a sink failed to flush/close: %s",
+                     safe_repr(exc, 200))
+            result.append(False)
+
+    t = threading.Thread(target=run, name="wideevents-sink-call", daemon=True)
+    t.start()
+    t.join(max(0.0, timeout))
+    return bool(result and result[0] is not False)
+
+
+def _sink_name(sink: object, taken: set[str]) -> str:
+    base = getattr(sink, "name", None) or type(sink).__name__.lower()
+    name, i = str(base), 2
+    while name in taken:
+        name, i = f"{base}#{i}", i + 1
+    taken.add(name)
+    return name
+
+
+class Pipeline:
+    """One configured flow from finished events to sinks. Build it with ``configure()``."""
+
+    def __init__(
+        self,
+        *,
+        sinks: Sequence[Any],
+        static_fields: Callable[[], dict[str, Any]],
+        processors: Iterable[Processor] = (),
+        sampler: Sampler | None = None,
+        queue_size: int = 10_000,
+        enqueue_timeout: float = 0.0,
+        limits: Limits | None = None,
+        redactor: Redactor | None = None,
+        batch_size: int = _BATCH,
+        interval: float = _INTERVAL_S,
+        bind: bool = True,
+    ) -> None:
+        self._static_builder = static_fields
+        self._set_static(static_fields())
+        self._processors = tuple(processors)
+        self._sampler = sampler
+        self._capacity = queue_size
+        self._enqueue_timeout = enqueue_timeout
+        self._limits = limits or Limits()
+        self._redactor = redactor or Redactor()
+        self._normalize = Normalizer(max_string_bytes=self._limits.max_string_bytes)
+        self._batch_size = batch_size
+        self._interval = interval
+        self._sinks = list(sinks)
+        taken: set[str] = set()
+        self._names = [_sink_name(s, taken) for s in self._sinks]
+        self.on_start_hooks: tuple[Callable[[Any], None], ...] = tuple(
+            s.on_start for s in self._sinks if callable(getattr(s, "on_start", None))
+        )
+        self._init_state()
+        self._binds = [callable(getattr(s, "bind", None)) for s in self._sinks]
+        if bind:
+            self.bind_sinks()
+        _PIPELINES.add(self)
+
+    def bind_sinks(self) -> None:
+        """Connect the binding sinks to this pipeline's ledgers (a sink reports to one)."""
+        for sink, ledger, binds in zip(self._sinks, self._ledgers, self._binds):
+            if binds:
+                sink.bind(ledger)
+
+    def _set_static(self, static: dict[str, Any]) -> None:
+        self._static = static
+        #: The dict every event of this pipeline starts as a copy of (request thread).
+        self.base_fields: dict[str, Any] = {"timestamp": None, "name": None, **static}
+
+    # -- state that a forked child rebuilds -------------------------------------------------
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._queue: deque[tuple[dict[str, Any], int]] = deque()
+        self._emitted = 0
+        self._accepted = 0
+        self._processed = 0
+        self._inflight = 0
+        self._dropped: dict[str, int] = {}
+        self._errors: dict[str, int] = {}
+        self._fields_dropped: dict[str, int] = {}
+        self._fields_truncated: dict[str, int] = {}
+        self._ledgers = [_Ledger(n, self._lock) for n in self._names]
+        self._worker: threading.Thread | None = None
+        self._stopping = False
+        self._closed = False
+        self._pid = os.getpid()
+
+    def _after_fork_in_child(self) -> None:
+        self._init_state()
+        try:
+            self._set_static(self._static_builder())
+        except Exception:  # noqa: BLE001
+            self._set_static({**self._static, "process.pid": os.getpid()})
+        for sink, ledger in zip(self._sinks, self._ledgers):
+            for hook in ("reset_after_fork", "bind"):
+                fn = getattr(sink, hook, None)
+                if callable(fn):
+                    try:
+                        fn() if hook == "reset_after_fork" else fn(ledger)
+                    except Exception as exc:  # noqa: BLE001
+                        log_once(f"fork:{hook}", "wideevents: sink %s failed after fork: %s",
+                                 type(sink).__name__, safe_repr(exc, 200))
+        reset = getattr(self._sampler, "reset_after_fork", None)
+        if callable(reset):
+            try:
+                reset()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- request thread -------------------------------------------------------------------
+    def enqueue(self, fields: dict[str, Any], start_ns: int) -> None:
+        """Hand a finished event to the worker. Never raises, never waits by default."""
+        with self._lock:
+            self._emitted += 1
+            if self._closed:
+                self._dropped["shutdown"] = self._dropped.get("shutdown", 0) + 1
+                return
+            if len(self._queue) >= self._capacity and not self._wait_for_space():
+                self._dropped["queue_full"] = self._dropped.get("queue_full", 0) + 1
+                return
+            q = self._queue  # read after any wait: the worker swaps in a new deque
+            q.append((fields, start_ns))
+            self._accepted += 1
+            n = len(q)
+        if self._worker is None:
+            self._start_worker()
+        if n == _WAKE_AT:
+            self._wake.set()
+
+    def _wait_for_space(self) -> bool:
+        """Called with the lock held; waits up to ``enqueue_timeout`` for the worker."""
+        if self._enqueue_timeout <= 0:
+            return False
+        deadline = time.monotonic() + self._enqueue_timeout
+        self._wake.set()
+        while len(self._queue) >= self._capacity:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                return False
+            self._progress.wait(remaining)
+        return True
+
+    def note_late_field(self, count: int = 1) -> None:
+        with self._lock:
+            self._fields_dropped["late"] = self._fields_dropped.get("late", 0) + count
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if self._worker is not None or self._closed:
+                return
+            self._worker = threading.Thread(target=self._run, name="wideevents-worker", daemon=True)
+            self._worker.start()
+
+    # -- worker ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._drain()
+            if self._stopping:
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._progress.notify_all()
+                    return
+                batch = self._queue
+                self._queue = deque()
+                self._inflight += len(batch)
+                self._progress.notify_all()
+            while batch:
+                n = min(len(batch), self._batch_size)
+                chunk = [batch.popleft() for _ in range(n)]
+                self._process(chunk)
+
+    def _process(self, chunk: list[tuple[dict[str, Any], int]]) -> None:
+        records: list[Record] = []
+        drops: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        fdrop: dict[str, int] = {}
+        ftrunc: dict[str, int] = {}
+        prepare = self._prepare
+        for fields, start_ns in chunk:
+            try:
+                record, reason = prepare(fields, start_ns, errors, fdrop, ftrunc)
+            except Exception as exc:  # noqa: BLE001 - contained: counted and logged once
+                log_once(f"pipeline:{type(exc).__name__}", "wideevents: an event could not be "
+                         "processed and was dropped: %s", safe_repr(exc, 200))
+                record, reason = None, "internal_error"
+            if record is not None:
+                records.append(record)
+            else:
+                drops[reason] = drops.get(reason, 0) + 1
+        kept = len(records)
+        with self._lock:
+            self._inflight -= len(chunk)
+            if self._closed:
+                # shutdown() already counted these as dropped; do not count them twice.
+                self._processed += len(chunk)
+                return
+            for reason, n in drops.items():
+                self._dropped[reason] = self._dropped.get(reason, 0) + n
+            for target, src in ((self._errors, errors), (self._fields_dropped, fdrop),
+                                (self._fields_truncated, ftrunc)):
+                for reason, n in src.items():
+                    target[reason] = target.get(reason, 0) + n
+            if kept:
+                for ledger in self._ledgers:
+                    ledger.held += kept
+        if kept:
+            self._export(records)
+        with self._lock:
+            # Counted only now, so that flush() also waits for the synchronous sinks' writes.
+            self._processed += len(chunk)
+
+    def _prepare(self, fields: dict[str, Any], start_ns: int, errors: dict[str, int],
+                 fdrop: dict[str, int], ftrunc: dict[str, int]) -> tuple[Record | None, str]:
+        # Events start as a copy of base_fields, so static fields are already in place
+        # (overridden by the event's own values) and nothing is merged here.
+        out = fields
+        if out.get("timestamp") is None:
+            out["timestamp"] = _rfc3339_ns(start_ns)
+        if out.get("duration_ms", 0) is None:
+            del out["duration_ms"]
+        if not self._processors:
+            # Fast path: a clean event is serialised once and needs nothing else.
+            data = fast_serialize(out, self._limits, self._redactor)
+            if data is not None:
+                if self._sampler is not None:
+                    if not self._sample(out, errors):
+                        return None, "sampled"
+                    data = dumps(out)
+                return Record(out, data), ""
+        report = FieldReport()
+        out = self._normalize(out, report)
+        for proc in self._processors:
+            try:
+                result = proc(out)
+            except Exception as exc:  # noqa: BLE001
+                errors["processor_error"] = errors.get("processor_error", 0) + 1
+                log_once(f"processor:{getattr(proc, '__qualname__', proc)}",
+                         "wideevents: processor %s raised %s; it was skipped for this event",
+                         safe_repr(proc, 100), safe_repr(exc, 200))
+                continue
+            if result is None:
+                return None, "processor"
+            out = result
+        if self._sampler is not None and not self._sample(out, errors):
+            return None, "sampled"
+        out = self._redactor(out)
+        out = apply_limits(out, self._limits, report)
+        out, data = serialize(out, self._limits, report)
+        if report:
+            for _, reason in report.dropped:
+                fdrop[reason] = fdrop.get(reason, 0) + 1
+            for _, reason in report.truncated:
+                ftrunc[reason] = ftrunc.get(reason, 0) + 1
+        return Record(out, data), ""
+
+    def _sample(self, out: dict[str, Any], errors: dict[str, int]) -> bool:
+        """Run the sampler; set or multiply ``samplerate``. False means drop."""
+        try:
+            rate = self._sampler(out)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001
+            errors["sampler_error"] = errors.get("sampler_error", 0) + 1
+            log_once("sampler-error", "wideevents: the sampler raised %s; the event was kept",
+                     safe_repr(exc, 200))
+            rate = 1
+        if type(rate) is not int:
+            try:
+                rate = int(rate) if rate == rate else 1
+            except Exception:  # noqa: BLE001
+                rate = 1
+        if rate <= 0:
+            return False
+        prior = out.get("samplerate")
+        out["samplerate"] = rate * prior if type(prior) is int and prior > 0 else rate
+        return True
+
+    def _export(self, records: list[Record]) -> None:
+        for sink, ledger, binds in zip(self._sinks, self._ledgers, self._binds):
+            try:
+                sink.export(records)
+            except Exception as exc:  # noqa: BLE001
+                log_once(f"export:{id(sink)}:{type(exc).__name__}",
+                         "wideevents: sink %s failed; %d events dropped: %s",
+                         ledger.name, len(records), safe_repr(exc, 200))
+                if not binds:
+                    ledger.dropped("export_error", len(records))
+                continue
+            if not binds:
+                ledger.sent(len(records))
+
+    # -- control --------------------------------------------------------------------------
+    def _wait_processed(self, deadline: float) -> bool:
+        with self._lock:
+            target = self._accepted
+            if self._processed >= target:
+                return True
+        if self._worker is None:
+            self._start_worker()
+        self._wake.set()
+        with self._lock:
+            while self._processed < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._progress.wait(min(remaining, 0.05))
+                self._wake.set()
+        return True
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Deliver everything finished so far; True when nothing is pending. Never raises."""
+        try:
+            deadline = time.monotonic() + max(0.0, timeout)
+            ok = self._wait_processed(deadline)
+            for sink in self._sinks:
+                fn = getattr(sink, "flush", None)
+                if callable(fn):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        ok = False
+                        break
+                    ok = _call_with_deadline(fn, remaining) and ok
+            with self._lock:
+                pending = len(self._queue) + self._inflight + max(
+                    (lg.held for lg in self._ledgers), default=0)
+            return ok and pending == 0
+        except Exception as exc:  # noqa: BLE001
+            log_once("flush-error", "wideevents: flush failed: %s", safe_repr(exc, 200))
+            return False
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Flush, stop the worker and close the sinks, all within ``timeout``. Never raises."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            if self._closed:
+                return True
+        ok = self.flush(timeout)
+        self._stopping = True
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(max(0.0, min(0.5, deadline - time.monotonic())))
+        with self._lock:
+            self._closed = True
+            lost = len(self._queue) + self._inflight
+            if lost:
+                self._dropped["shutdown"] = self._dropped.get("shutdown", 0) + lost
+                self._queue = deque()
+                self._inflight = 0
+                ok = False
+            self._progress.notify_all()
+        for sink in self._sinks:
+            fn = getattr(sink, "close", None)
+            if callable(fn):
+                ok = _call_with_deadline(fn, max(0.0, deadline - time.monotonic())) and ok
+        for ledger in self._ledgers:
+            with self._lock:
+                held = ledger.held
+            ok = ok and held == 0
+            ledger.close()
+        close = getattr(self._sampler, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001
+                pass
+        return ok
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> dict[str, Any]:
+        """Counters in the shape of DESIGN section 3; one consistent snapshot."""
+        with self._lock:
+            waiting = len(self._queue) + self._inflight
+            out: dict[str, Any] = {
+                "emitted": self._emitted,
+                "dropped": dict(self._dropped),
+                "sinks": {
+                    lg.name: {
+                        "sent": lg.sent_n,
+                        "rejected": dict(lg.rejected_by),
+                        "dropped": dict(lg.dropped_by),
+                        "pending": waiting + lg.held,
+                    }
+                    for lg in self._ledgers
+                },
+                "fields": {"dropped": dict(self._fields_dropped),
+                           "truncated": dict(self._fields_truncated)},
+                "errors": dict(self._errors),
+                "queue": {"size": len(self._queue), "capacity": self._capacity},
+            }
+        samplers: dict[str, Any] = {}
+        if self._sampler is not None:
+            name = getattr(self._sampler, "name", None) or type(self._sampler).__name__
+            fn = getattr(self._sampler, "stats", None)
+            try:
+                samplers[str(name)] = fn() if callable(fn) else {}
+            except Exception:  # noqa: BLE001
+                samplers[str(name)] = {}
+        out["samplers"] = samplers
+        return out
+
+    @property
+    def sinks(self) -> list[Any]:
+        return list(self._sinks)
+
+
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def _rfc3339_ns(ns: int) -> str:
+    """RFC 3339 UTC with microseconds; the per-second prefix is cached."""
+    global _ts_cache
+    sec, rem = divmod(ns, 1_000_000_000)
+    cached_sec, prefix = _ts_cache  # one tuple: atomic for concurrent workers
+    if sec != cached_sec:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _ts_cache = (sec, prefix)
+    return f"{prefix}.{rem // 1000:06d}Z"
+
+
+def _after_fork_in_child() -> None:
+    for pipeline in list(_PIPELINES):
+        pipeline._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

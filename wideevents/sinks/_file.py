@@ -1,0 +1,157 @@
+"""``FileSink``: JSON lines appended to a file, optionally rotated by size.
+
+Every ``os.write`` carries whole lines only, on a descriptor opened with ``O_APPEND``, so
+several processes can share one file without interleaving inside a line. ``{pid}`` in the
+path gives each process (and each forked worker) its own file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import ConfigurationError
+from .._log import log_once
+from ._base import Record
+
+__all__ = ["FileSink"]
+
+_CHUNK = 1 << 20  # bytes per write: bounded, made only of whole lines
+
+
+class FileSink:
+    """Append JSON lines to ``path`` (``{pid}`` allowed); rotate at ``max_bytes``.
+
+    Rotation renames ``path`` to ``path.1`` (``path.1`` to ``path.2``...), keeping
+    ``backup_count`` old files. Write errors (disk full, file too large) drop the lines
+    concerned, counted under reason ``write_error``; later writes are retried.
+    """
+
+    name = "file"
+
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int | None = None,
+                 backup_count: int = 5) -> None:
+        self._template = os.fspath(path)
+        if not self._template:
+            raise ConfigurationError("FileSink(path=''): give a file path such as 'events.jsonl'")
+        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1024):
+            raise ConfigurationError(f"FileSink(max_bytes={max_bytes!r}): use bytes >= 1024 or None")
+        if not isinstance(backup_count, int) or backup_count < 0:
+            raise ConfigurationError(f"FileSink(backup_count={backup_count!r}): use an integer >= 0")
+        self.max_bytes = max_bytes
+        self.backup_count = backup_count
+        self._ledger: Any = None
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._size = 0
+        self.path = ""
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            path = self._template.replace("{pid}", str(os.getpid()))
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigurationError(f"FileSink path {self._template!r} is invalid: {exc}") from None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                         0o644)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"FileSink cannot open {path!r} for appending: {exc.strerror}; "
+                "check that the directory exists and is writable, or pick another path"
+            ) from None
+        self._fd = fd
+        self.path = path
+        try:
+            self._size = os.fstat(fd).st_size
+        except OSError:
+            self._size = 0
+
+    def bind(self, ledger: Any) -> None:
+        self._ledger = ledger
+
+    def export(self, batch: Sequence[Record]) -> None:
+        written = failed = 0
+        with self._lock:
+            i, n = 0, len(batch)
+            while i < n:
+                j, size = i, 0
+                while j < n and (size == 0 or size + len(batch[j].json) < _CHUNK):
+                    size += len(batch[j].json) + 1
+                    j += 1
+                data = b"\n".join(r.json for r in batch[i:j]) + b"\n"
+                if self._write(data):
+                    written += j - i
+                else:
+                    failed += j - i
+                i = j
+        if self._ledger is not None:
+            if written:
+                self._ledger.sent(written)
+            if failed:
+                self._ledger.dropped("write_error", failed)
+
+    def _write(self, data: bytes) -> bool:
+        if self.max_bytes is not None and self._size and self._size + len(data) > self.max_bytes:
+            self._rotate()
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self._size += n
+        except OSError as exc:
+            log_once(f"file-write:{exc.errno}", "wideevents: FileSink could not write to %s (%s); "
+                     "events are dropped and counted until writes succeed", self.path,
+                     errno.errorcode.get(exc.errno or 0, str(exc.errno)))
+            return False
+        return True
+
+    def _rotate(self) -> None:
+        try:
+            os.close(self._fd)
+            if self.backup_count > 0:
+                for k in range(self.backup_count - 1, 0, -1):
+                    src = f"{self.path}.{k}"
+                    if os.path.exists(src):
+                        os.replace(src, f"{self.path}.{k + 1}")
+                os.replace(self.path, f"{self.path}.1")
+            else:
+                os.truncate(self.path, 0)
+        except OSError as exc:
+            log_once("file-rotate", "wideevents: FileSink could not rotate %s: %s", self.path, exc)
+        try:
+            self._open()
+        except ConfigurationError as exc:
+            log_once("file-reopen", "wideevents: %s", exc)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return True  # writes are unbuffered: the kernel has every line already
+
+    def close(self, timeout: float = 5.0) -> bool:
+        with self._lock:
+            if self._fd >= 0:
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
+                self._fd = -1
+        return True
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        if "{pid}" in self._template:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            try:
+                self._open()
+            except ConfigurationError as exc:
+                log_once("file-fork", "wideevents: %s", exc)
+
+    def __repr__(self) -> str:
+        return f"FileSink({self.path!r})"
