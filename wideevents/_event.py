@@ -73,6 +73,9 @@ class Event:
     )
 
     recording = True
+    trace_id: str
+    span_id: str
+    parent_id: str | None
 
     def __init__(self, name: str, fields: Mapping[str, Any] | None = None) -> None:
         parent = _current.get()

@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 import wideevents
-from wideevents.sinks import FileSink, StdoutSink
+from wideevents.sinks import FileSink
 from wideevents.sinks._stdout import _renderer, render_pretty
 
 LABELS = ["billing", "cancel", "upgrade", "support", "other"]
