@@ -108,9 +108,11 @@ class Mixer:
         rows = []
         for _ in range(n):
             ids = nprng.integers(0, CORPUS, size=70)
+            # A backend that failed contributes no candidates: its mean score is 0.
+            means = [0.0 if nprng.random() < 2 * b.error_rate + 0.01 else float(nprng.beta(5, 2))
+                     for b in BACKENDS]
             rows.append([
-                float(nprng.integers(5, 41)), float(nprng.integers(40, 86)),
-                float(nprng.beta(5, 3)), float(nprng.beta(6, 2)), float(nprng.beta(3, 3)),
+                float(nprng.integers(5, 41)), float(nprng.integers(40, 86)), *means,
                 float(self.corpus.recency_days[ids].mean()),
                 float(self.corpus.ctr_prior[ids].mean()),
             ])
