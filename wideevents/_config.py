@@ -120,7 +120,10 @@ def _build(
     parse_resource_attributes(os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""), strict=True)
     if sinks is None:
         env = os.environ.get("WIDEEVENTS_SINK", "").strip()
-        sink_list = sinks_from_spec(env) if env else sinks_from_spec("stdout")
+        try:
+            sink_list = sinks_from_spec(env) if env else sinks_from_spec("stdout")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"environment variable WIDEEVENTS_SINK={env!r}: {exc}") from None
     elif isinstance(sinks, str):
         sink_list = [s for part in sinks.split(",") for s in sinks_from_spec(part)]
     else:

@@ -150,10 +150,14 @@ class Event:
     def add(self, fields: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Event:
         """Add fields: dotted keys in a mapping, plain names as keywords. Returns self."""
         if self._done:
-            self._late(len(fields or ()) + len(kwargs))
+            try:
+                count = len(fields) if fields is not None else 0
+            except Exception:  # noqa: BLE001
+                count = 1
+            self._late(count + len(kwargs))
             return self
         f = self._fields
-        if fields:
+        if fields is not None:
             try:
                 if type(fields) is dict and _PASS.issuperset(map(type, fields.values())):
                     f.update(fields)  # all immutable scalars: nothing to snapshot
@@ -200,7 +204,7 @@ class Event:
         prior = self._fields.get(key, 0)
         try:
             self._fields[key] = prior + by
-        except TypeError:
+        except Exception:  # noqa: BLE001 - a user object's __add__ may raise anything
             log_once(f"incr:{key}", "wideevents: incr(%r) on a non-numeric field; ignored", key)
         return self
 
@@ -213,9 +217,12 @@ class Event:
         self.add(fields, **kwargs)
         if self._trace is None:
             self._trace = {}
-        if fields:
-            for k, v in fields.items():
-                self._trace[k] = snapshot(v)
+        try:
+            if fields is not None:
+                for k, v in fields.items():
+                    self._trace[k] = snapshot(v)
+        except Exception:  # noqa: BLE001 - add() above already reported the bad mapping
+            pass
         for k, v in kwargs.items():
             self._trace[k] = snapshot(v)
         return self

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from ._errors import ConfigurationError
-from ._normalize import FieldReport, fix_surrogates, safe_repr
+from ._normalize import FieldReport, fix_surrogates, key_too_long, safe_repr
 
 __all__ = [
     "DEFAULT_REDACT", "Limits", "Redactor", "apply_limits", "dumps", "fast_serialize", "serialize",
@@ -28,11 +28,13 @@ DEFAULT_REDACT: tuple[str, ...] = (
 REDACTED = "[REDACTED]"
 META_NAMES_MAX = 20
 
-# Fields that identify an event: never the ones removed by the field-count limit.
-_IDENTITY_PREFIXES = ("service.", "trace.", "model.", "error")
-_IDENTITY = frozenset({
+# Fields that identify an event: never the ones removed by the limits. An exact list: a
+# prefix rule would let 10,000 "model.*" keys past the field cap.
+IDENTITY_FIELDS = frozenset({
     "name", "timestamp", "duration_ms", "samplerate", "request.id", "prediction.id",
-    "host.name", "process.pid", "deployment.environment.name",
+    "service.name", "service.version", "host.name", "process.pid", "deployment.environment.name",
+    "trace.trace_id", "trace.span_id", "trace.parent_id", "error", "error.type",
+    "error.message", "model.name", "model.version", "model.stage", "user.id",
 })
 
 
@@ -60,7 +62,7 @@ class Limits:
 
 
 def is_identity(key: str) -> bool:
-    return key in _IDENTITY or key.startswith(_IDENTITY_PREFIXES)
+    return key in IDENTITY_FIELDS
 
 
 class Redactor:
@@ -94,6 +96,8 @@ class Redactor:
             safe.clear()
         for key in fields:
             if key not in safe:
+                if type(key) is not str or (len(key) > 63 and key_too_long(key)):
+                    return False  # the normaliser must cut it
                 if self._cache.get(key) or self._decide(key):
                     return False
                 safe.add(key)
@@ -236,6 +240,7 @@ def serialize(fields: dict[str, Any], limits: Limits, report: FieldReport) -> tu
         del fields[key]
         total -= size + 4
         report.dropped.append((key, "event_too_large"))
-    _add_meta(fields, "dropped", [k for k, _ in report.dropped])
+    if report.dropped:
+        _add_meta(fields, "dropped", [k for k, _ in report.dropped])
     data = orjson.dumps(fields, default=safe_repr, option=_OPTS)
     return fields, data

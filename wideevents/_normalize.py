@@ -14,6 +14,7 @@ Two steps with different budgets:
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import decimal
 import enum
@@ -36,8 +37,20 @@ _SNAPSHOT_DEPTH = 8
 
 _PASS_THROUGH: frozenset[type] = frozenset(
     {str, int, float, bool, type(None), bytes, _dt.datetime, _dt.date, _dt.time,
-     _dt.timedelta, decimal.Decimal, uuid.UUID, complex, frozenset}
+     _dt.timedelta, decimal.Decimal, uuid.UUID, complex}
 )
+MAX_KEY_BYTES = 255
+
+
+def key_too_long(key: str) -> bool:
+    """True when a key is longer than MAX_KEY_BYTES in UTF-8 (cut to that length)."""
+    return len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
+
+
+def _enum(value: enum.Enum) -> str:
+    """Enums are strings: the value when it is one, else the member name."""
+    inner = value.value
+    return inner if isinstance(inner, str) else value.name
 
 
 def safe_repr(value: object, limit: int = MAX_REPR) -> str:
@@ -79,8 +92,14 @@ def snapshot(value: Any, depth: int = 0) -> Any:
             # ndarray: copy; numpy scalars are immutable.
             copy = getattr(value, "copy", None)
             return copy() if t.__name__ == "ndarray" and copy is not None else value
-        if isinstance(value, (set, bytearray, memoryview)):
-            return bytes(value) if not isinstance(value, set) else list(value)
+        if isinstance(value, (list, tuple, collections.deque)):
+            if depth >= _SNAPSHOT_DEPTH:
+                return safe_repr(value)
+            return [snapshot(v, depth + 1) for v in value]
+        if isinstance(value, (set, frozenset, bytearray, memoryview)):
+            return bytes(value) if not isinstance(value, (set, frozenset)) else list(value)
+        if isinstance(value, enum.Enum):
+            return _enum(value)
         if isinstance(value, Mapping):
             if depth >= _SNAPSHOT_DEPTH:
                 return safe_repr(value)
@@ -96,15 +115,19 @@ def _to_numpy(value: Any) -> Any:
     """An array-like (torch, jax, ...) as a numpy copy, without importing its library."""
     import numpy as np
 
-    try:
-        return np.array(value, copy=True)
-    except Exception:
-        to_numpy = getattr(value, "numpy", None)
-        if to_numpy is None:
-            raise
-        detach = getattr(value, "detach", None)
-        src = detach().cpu() if detach is not None else value
-        return np.array(src.numpy(), copy=True)
+    if hasattr(value, "__array__"):
+        try:
+            arr = np.array(value, copy=True)
+            if not (arr.dtype == object and arr.ndim == 0):
+                return arr
+        except Exception:  # noqa: BLE001 - fall back to .numpy()
+            pass
+    to_numpy = getattr(value, "numpy", None)
+    if not callable(to_numpy):
+        raise TypeError(f"{type(value).__name__} is not array-like")
+    detach = getattr(value, "detach", None)
+    src = detach().cpu() if callable(detach) else value
+    return np.array(src.numpy(), copy=True)
 
 
 class FieldReport:
@@ -169,22 +192,28 @@ class Normalizer:
                     break
             elif t is not bool and v is not None:
                 break
-            if type(k) is not str:
+            if type(k) is not str or (len(k) > MAX_KEY_BYTES // 4 and key_too_long(k)):
                 break
         else:
             return fields
         out: dict[str, Any] = {}
         for k, v in fields.items():
-            key = k if type(k) is str else self._key(k)
+            if type(k) is str and not (len(k) > MAX_KEY_BYTES // 4 and key_too_long(k)):
+                key = k
+            else:
+                key = self._key(k)
+                if type(k) is str and key != k:
+                    report.truncated.append((key, "key_too_long"))
             self._value(key, v, out, report, 0)
         return out
 
     @staticmethod
     def _key(key: object) -> str:
         try:
-            return fix_surrogates(str(key))
+            text = fix_surrogates(str(key))
         except BaseException:  # noqa: BLE001
-            return safe_repr(key)
+            text = safe_repr(key)
+        return _utf8_prefix(text, MAX_KEY_BYTES)
 
     def _value(self, key: str, v: Any, out: dict[str, Any], report: FieldReport, depth: int) -> None:
         try:
@@ -219,6 +248,17 @@ class Normalizer:
         if t.__module__ == "numpy":
             if t.__name__ == "ndarray":
                 return self._array(key, v, out, report)
+            name = t.__name__
+            if name == "datetime64":
+                import numpy as np
+
+                if np.isnat(v):
+                    return None
+                return str(np.datetime_as_string(v, unit="us", timezone="UTC"))
+            if name == "timedelta64":
+                import numpy as np
+
+                return None if np.isnat(v) else float(v / np.timedelta64(1, "s"))
             if hasattr(v, "item"):
                 item = v.item()
                 if type(item) is type(v):  # e.g. datetime64 without a Python equivalent
@@ -235,10 +275,7 @@ class Normalizer:
         if isinstance(v, bool):
             return bool(v)
         if isinstance(v, enum.Enum):
-            value = v.value  # the value when it is a JSON scalar (as orjson writes it)
-            if type(value) in (str, int, bool) or (type(value) is float and math.isfinite(value)):
-                return value
-            return v.name
+            return _enum(v)
         if isinstance(v, int):
             return self._scalar(key, int(v), out, report, depth)
         if isinstance(v, float):
@@ -255,7 +292,10 @@ class Normalizer:
             if not v.is_finite():
                 report.nonfinite.append(key)
                 return None
-            return int(v) if v == v.to_integral_value() and abs(v) < 2**63 else float(v)
+            if v == v.to_integral_value() and abs(v) < 2**63:
+                return int(v)
+            as_float = float(v)
+            return as_float if math.isfinite(as_float) else str(v)  # beyond float: exact text
         if isinstance(v, (uuid.UUID, pathlib.PurePath)):
             return str(v)
         if isinstance(v, complex):
@@ -329,7 +369,8 @@ class Normalizer:
             if finite.size:
                 out[f"{key}.min"] = float(finite.min())
                 out[f"{key}.max"] = float(finite.max())
-                out[f"{key}.mean"] = float(finite.mean())
+                # Dividing first: the sum of values near 1e308 must not overflow to inf.
+                out[f"{key}.mean"] = float(np.sum(finite / finite.size))
             if finite.size != flat.size:
                 out[f"{key}.nonfinite_count"] = int(flat.size - finite.size)
         raise _Expanded

@@ -53,6 +53,8 @@ def run_demo(*, requests: int = 400, seed: int = 7, out: str = "events.jsonl",
             with wideevents.event("predict") as ev:
                 ev.add({"request.id": f"req-{seed}-{i:05d}", "user.id": int(rng.integers(1, 500)),
                         "slice.tenant": tenant, "slice.region": "eu" if i % 3 else "us"})
+                ev.model("intent-classifier", version, stage="canary" if "canary" in version
+                         else "production")
                 with ev.timer("feature_fetch"):
                     delay = float(rng.gamma(1.5, 0.6)) / 1000.0
                     time.sleep(delay)
@@ -62,8 +64,6 @@ def run_demo(*, requests: int = 400, seed: int = 7, out: str = "events.jsonl",
                 if tenant == "initech":
                     x[3] = 0.0  # a silently missing feature for one tenant
                 ev.features(dict(zip(FEATURES, x.tolist())))
-                ev.model("intent-classifier", version, stage="canary" if "canary" in version
-                         else "production")
                 with ev.timer("inference"):
                     logits = x @ weights[version]
                 ev.scores(logits, labels=LABELS, k=3, logits=True)

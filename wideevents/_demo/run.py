@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -49,8 +50,9 @@ def run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str]
     from .mixer import Mixer, create_app
     from .report import command_line, run_questions
 
-    open(out, "wb").close()  # each run starts a fresh file: the queries describe this run
-    sinks: list[Any] = [FileSink(out)]
+    file_sink = FileSink(out)  # a bad path fails here with a ConfigurationError (exit 2)
+    os.truncate(file_sink.path, 0)  # each run starts a fresh file: the queries describe this run
+    sinks: list[Any] = [file_sink]
     for spec in extra_sinks:
         sinks.extend(sinks_from_spec(spec))
     wideevents.configure(service_name="search-mixer", sinks=sinks)

@@ -78,8 +78,14 @@ class FileSink:
         with self._lock:
             i, n = 0, len(batch)
             while i < n:
+                limit = _CHUNK
+                if self.max_bytes is not None:
+                    if self._size and self._size + len(batch[i].json) + 1 > self.max_bytes:
+                        self._rotate()
+                    limit = min(limit, max(1, self.max_bytes - self._size))
                 j, size = i, 0
-                while j < n and (size == 0 or size + len(batch[j].json) < _CHUNK):
+                # Whole lines only; at least one line per write, even one longer than the limit.
+                while j < n and (size == 0 or size + len(batch[j].json) + 1 <= limit):
                     size += len(batch[j].json) + 1
                     j += 1
                 data = b"\n".join(r.json for r in batch[i:j]) + b"\n"
@@ -95,8 +101,6 @@ class FileSink:
                 self._ledger.dropped("write_error", failed)
 
     def _write(self, data: bytes) -> bool:
-        if self.max_bytes is not None and self._size and self._size + len(data) > self.max_bytes:
-            self._rotate()
         view = memoryview(data)
         try:
             while view:
