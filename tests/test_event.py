@@ -294,3 +294,27 @@ def test_set_timestamp_overrides_start_time() -> None:
             ev.set_timestamp(dt.datetime(2024, 1, 2, 3, 4, 5, 600000, tzinfo=dt.timezone.utc))
     assert [e["timestamp"] for e in events] == [
         "2023-11-14T22:13:20.250000Z", "2024-01-02T03:04:05.600000Z"]
+
+
+def test_instrumented_generator_event_spans_the_stream_only() -> None:
+    """A generator's event covers its body; the consumer's code between items is outside it."""
+
+    @wideevents.instrument("stream")
+    def stream(n: int):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            wideevents.add({f"item{i}": i})
+            yield i
+        raise RuntimeError("upstream closed")
+
+    with capture_events() as events:
+        seen = []
+        with pytest.raises(RuntimeError):
+            for item in stream(2):
+                seen.append((item, wideevents.current_event().recording))
+        partial = stream(5)
+        next(partial)
+        partial.close()
+    assert seen == [(0, False), (1, False)]
+    failed, closed = events
+    assert (failed["item0"], failed["item1"], failed["error.type"]) == (0, 1, "RuntimeError")
+    assert "error" not in closed and closed["item0"] == 0 and "item1" not in closed

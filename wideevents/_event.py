@@ -505,6 +505,10 @@ def instrument(name: Any = None, /, **fields: Any) -> Any:
 
     def decorate(fn: F) -> F:
         ev_name = name or getattr(fn, "__qualname__", None) or safe_repr(fn, 100)
+        if inspect.isasyncgenfunction(fn):
+            return cast(F, _instrument_async_generator(fn, ev_name, fields))
+        if inspect.isgeneratorfunction(fn):
+            return cast(F, _instrument_generator(fn, ev_name, fields))
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -522,3 +526,81 @@ def instrument(name: Any = None, /, **fields: Any) -> Any:
         return cast(F, wrapper)
 
     return decorate
+
+
+def _instrument_generator(fn: Callable[..., Any], ev_name: str, fields: dict[str, Any]) -> Any:
+    """One event per iteration of a generator (a streaming handler), active only while the
+    generator body runs, so the consumer's code between items is not inside it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ev = event(ev_name, **fields)
+        inner = fn(*args, **kwargs)
+        error: BaseException | None = None
+        method: Callable[[Any], Any] = inner.send
+        arg: Any = None
+        try:
+            while True:
+                token = _current.set(ev)
+                try:
+                    item = method(arg)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    _current.reset(token)
+                try:
+                    arg = yield item
+                    method = inner.send
+                except GeneratorExit:
+                    inner.close()
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - thrown in: pass it on
+                    method, arg = inner.throw, exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            ev.finish(error)
+
+    return wrapper
+
+
+def _instrument_async_generator(fn: Callable[..., Any], ev_name: str,
+                                fields: dict[str, Any]) -> Any:
+    """The async-generator counterpart of :func:`_instrument_generator`."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ev = event(ev_name, **fields)
+        inner = fn(*args, **kwargs)
+        error: BaseException | None = None
+        method: Callable[[Any], Any] = inner.asend
+        arg: Any = None
+        try:
+            while True:
+                token = _current.set(ev)
+                try:
+                    item = await method(arg)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _current.reset(token)
+                try:
+                    arg = yield item
+                    method = inner.asend
+                except GeneratorExit:
+                    await inner.aclose()
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - thrown in: pass it on
+                    method, arg = inner.athrow, exc
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            ev.finish(error)
+
+    return wrapper
