@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 from wideevents import _config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the query engine's columnar cache out of the home directory (subprocesses too)."""
+    os.environ.setdefault("WIDEEVENTS_CACHE_DIR", tempfile.mkdtemp(prefix="wideevents-cache-"))
 
 
 @pytest.fixture(autouse=True)

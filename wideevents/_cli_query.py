@@ -1,0 +1,320 @@
+"""``wideevents query`` and ``wideevents tail``: registered on the main CLI's subparsers.
+
+``query`` runs a Honeycomb-style query over JSON-lines files (or in Honeycomb with
+``--honeycomb DATASET``) and prints an aligned table, HEATMAPs as text histograms, or
+``--json``; ``--link`` prints the Honeycomb UI link for the same query. ``tail`` follows
+a file and pretty-prints new events through structlog's ConsoleRenderer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TextIO
+
+from wideevents._errors import ConfigurationError
+
+__all__ = ["add_query_parser", "add_tail_parser", "format_table", "run_query", "run_tail"]
+
+_SPARK = "▁▂▃▄▅▆▇█"
+_BAR = "█"
+
+
+def add_query_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``query`` (handler: :func:`run_query`)."""
+    p = subparsers.add_parser(
+        "query",
+        help="run a Honeycomb-style query over JSON-lines event files",
+        description="Honeycomb-style query over JSON-lines files (globs and .gz welcome), with "
+        "sample-rate weighting. Example: wideevents query events.jsonl --calc COUNT "
+        "--calc 'P99(duration_ms)' --breakdown model.version --where 'error = true'",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="JSON-lines files or globs")
+    p.add_argument(
+        "--calc",
+        action="append",
+        default=[],
+        metavar="CALC",
+        help="COUNT, P99(duration_ms), HEATMAP(score.top1), ... (repeatable)",
+    )
+    p.add_argument("--breakdown", action="append", default=[], metavar="COLUMN")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="'COLUMN OP VALUE'",
+        help="e.g. 'error = true', 'duration_ms > 250', 'user.id exists'",
+    )
+    p.add_argument("--any", action="store_true", help="combine --where filters with OR")
+    p.add_argument("--having", action="append", default=[], metavar="'CALC OP NUMBER'")
+    p.add_argument("--order", action="append", default=[], metavar="'TERM [asc|desc]'")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--granularity", type=int, metavar="SECONDS", help="also print a time series")
+    p.add_argument("--time-range", type=int, metavar="SECONDS", help="the last SECONDS only")
+    p.add_argument("--start-time", type=int, metavar="UNIX")
+    p.add_argument("--end-time", type=int, metavar="UNIX")
+    p.add_argument("--spec", metavar="FILE", help="a Honeycomb query spec (JSON); flags override")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--no-cache", action="store_true", help="do not keep a columnar copy")
+    p.add_argument("--honeycomb", metavar="DATASET", help="run in Honeycomb (Enterprise plan)")
+    p.add_argument("--link", action="store_true", help="print the Honeycomb query link")
+    p.add_argument("--team", help="Honeycomb team slug (for --link)")
+    p.add_argument("--environment", help="Honeycomb environment slug (for --link)")
+    p.add_argument(
+        "--dataset", help="dataset for --link (default: --honeycomb or $HONEYCOMB_DATASET)"
+    )
+    p.set_defaults(func=run_query)
+    return p  # type: ignore[no-any-return]
+
+
+def add_tail_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``tail`` (handler: :func:`run_tail`)."""
+    p = subparsers.add_parser(
+        "tail", help="follow an event file and pretty-print new events",
+        description="Follow a JSON-lines event file and pretty-print events as they arrive.",
+    )  # fmt: skip
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--where", action="append", default=[], metavar="'COLUMN OP VALUE'")
+    p.add_argument("--any", action="store_true", help="combine --where filters with OR")
+    p.add_argument("-n", "--lines", type=int, default=10, help="events to show first (default 10)")
+    p.add_argument("--no-follow", action="store_true", help="print and exit")
+    p.add_argument("--max-events", type=int, help="exit after printing this many events")
+    p.add_argument("--interval", type=float, default=0.2, help=argparse.SUPPRESS)
+    p.set_defaults(func=run_tail)
+    return p  # type: ignore[no-any-return]
+
+
+def _build_query(args: argparse.Namespace) -> Any:
+    from wideevents.query import Query
+    from wideevents.query._text import parse_having, parse_order, parse_where
+
+    spec: dict[str, Any] = {}
+    if args.spec:
+        try:
+            with open(args.spec, encoding="utf-8") as f:
+                spec = Query.from_json(f.read()).to_json()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read --spec {args.spec}: {exc.strerror}") from None
+    if args.calc:
+        spec["calculations"] = args.calc
+    if args.breakdown:
+        spec["breakdowns"] = args.breakdown
+    if args.where:
+        spec["filters"] = [parse_where(w).to_json() for w in args.where]
+    if args.any:
+        spec["filter_combination"] = "OR"
+    if args.having:
+        spec["havings"] = [parse_having(h).to_json() for h in args.having]
+    if args.order:
+        spec["orders"] = [parse_order(o).to_json() for o in args.order]
+    for name in ("limit", "granularity", "time_range", "start_time", "end_time"):
+        if getattr(args, name) is not None:
+            spec[name] = getattr(args, name)
+    return Query.from_json(spec)
+
+
+def run_query(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Handler of ``wideevents query``; returns the exit code."""
+    from wideevents.query import HoneycombQueryClient, QueryError, query_url, run_local
+
+    out = out or sys.stdout
+    query = _build_query(args)
+    if not args.files and not args.honeycomb and not args.link:
+        raise ConfigurationError("give event files (or --honeycomb DATASET, or --link)")
+    result = None
+    try:
+        if args.honeycomb:
+            result = HoneycombQueryClient().run(query, args.honeycomb)
+        elif args.files:
+            result = run_local(query, args.files, cache=not args.no_cache)
+    except QueryError as exc:
+        print(f"wideevents query: {exc}", file=sys.stderr)
+        return 1
+    link = None
+    if args.link:
+        dataset = args.dataset or args.honeycomb or os.environ.get("HONEYCOMB_DATASET")
+        if not args.team or not dataset:
+            raise ConfigurationError(
+                "--link needs --team and a dataset (--dataset or $HONEYCOMB_DATASET)"
+            )
+        link = query_url(query, team=args.team, environment=args.environment, dataset=dataset)
+    if args.json:
+        doc: dict[str, Any] = {"query": query.to_json()}
+        if result is not None:
+            doc |= {"rows": result.rows, "series": result.series, "complete": result.complete}
+        if link:
+            doc["link"] = link
+        out.write(json.dumps(doc, indent=2, default=str) + "\n")
+        return 0
+    if result is not None:
+        out.write(format_table(result, query) + "\n")
+    if link:
+        out.write(f"Honeycomb: {link}\n")
+    return 0
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "(null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}" if abs(value) < 1e15 else f"{value:.4g}"
+    if isinstance(value, Mapping) and "buckets" in value:
+        return _sparkline([b["count"] for b in value["buckets"]])
+    if isinstance(value, (list, Mapping)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _sparkline(counts: Sequence[float]) -> str:
+    top = max(counts, default=0)
+    if not top:
+        return "(empty)"
+    return "".join(" " if c <= 0 else _SPARK[min(7, int(c / top * 7.999))] for c in counts)
+
+
+def _align(header: list[str], body: list[list[str]], numeric: list[bool]) -> list[str]:
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        parts = [
+            c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body]
+
+
+def _table(
+    rows: Sequence[Mapping[str, Any]], columns: list[str], lead: Sequence[str] = ()
+) -> list[str]:
+    header = [*lead, *columns]
+    body = [[_cell(r.get(c)) for c in header] for r in rows]
+    numeric = [all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                   for r in rows if r.get(c) is not None) for c in header]  # fmt: skip
+    return _align(header, body, numeric)
+
+
+def _histogram(title: str, buckets: Sequence[Mapping[str, Any]], width: int = 40) -> list[str]:
+    lines = [title]
+    if not buckets:
+        return lines + ["  (no numeric values)"]
+    top = max(b["count"] for b in buckets) or 1
+    # Buckets are half-open except the last, which includes the maximum.
+    labels = [
+        f"[{_cell(float(b['lower']))}, {_cell(float(b['upper']))}{']' if k == len(buckets) - 1 else ')'}"
+        for k, b in enumerate(buckets)
+    ]
+    counts = [_cell(b["count"]) for b in buckets]
+    lw, cw = max(map(len, labels)), max(map(len, counts))
+    for label, count, b in zip(labels, counts, buckets, strict=True):
+        bar = _BAR * max(1 if b["count"] > 0 else 0, round(b["count"] / top * width))
+        lines.append(f"  {label.ljust(lw)}  {count.rjust(cw)}  {bar}")
+    return lines
+
+
+def format_table(result: Any, query: Any) -> str:
+    """The result as an aligned text table (HEATMAP cells as sparklines, then each HEATMAP
+    as a histogram), followed by the time series when there is one."""
+    keys = [c.key for c in query.calculations]
+    lines = _table(result.rows, keys, list(query.breakdowns))
+    if not result.rows:
+        lines.append("(no rows)")
+    for calc in (c for c in query.calculations if c.op == "HEATMAP"):
+        for row in result.rows[:10]:
+            where = ", ".join(f"{b}={_cell(row.get(b))}" for b in query.breakdowns)
+            buckets = (row.get(calc.key) or {}).get("buckets", [])
+            lines += [""] + _histogram(f"{calc.key}{' — ' + where if where else ''}", buckets)
+    if result.series:
+        plain = [k for k in keys if not k.startswith("HEATMAP(")]
+        points = [{"time": p["time"], **p["data"]} for p in result.series]
+        lines += ["", f"series (granularity {query.granularity}s)"]
+        lines += _table(points, plain, ["time", *query.breakdowns])
+    return "\n".join(lines)
+
+
+# --- tail ------------------------------------------------------------------------------------
+
+
+def _follow(path: str, lines: int, follow: bool, interval: float) -> Iterator[dict[str, Any]]:
+    """The last ``lines`` events of the file, then new ones as they are appended (a
+    truncated or replaced file is read again from its start)."""
+    with open(path, "rb") as f:
+        tail = f.read().splitlines(keepends=True)
+        partial = tail.pop() if tail and not tail[-1].endswith(b"\n") else b""
+        for raw in tail[max(0, len(tail) - lines) :] if lines > 0 else []:
+            yield from _decode(raw)
+        position, inode = f.tell() - len(partial), os.fstat(f.fileno()).st_ino
+    buffer = partial
+    while follow:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            time.sleep(interval)
+            continue
+        if st.st_ino != inode or st.st_size < position:
+            position, inode, buffer = 0, st.st_ino, b""
+        if st.st_size == position:
+            time.sleep(interval)
+            continue
+        with open(path, "rb") as f:
+            f.seek(position)
+            chunk = f.read()
+        position += len(chunk)
+        *complete, buffer = (buffer + chunk).split(b"\n")
+        for raw in complete:
+            yield from _decode(raw)
+
+
+def _decode(raw: bytes) -> Iterator[dict[str, Any]]:
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return
+    if isinstance(event, dict):
+        yield event
+
+
+def _renderer(stream: TextIO) -> Callable[[dict[str, Any]], str]:
+    from structlog.dev import ConsoleRenderer
+
+    render = ConsoleRenderer(colors=stream.isatty())
+
+    def to_text(event: dict[str, Any]) -> str:
+        fields = dict(event)
+        shown = {"timestamp": fields.pop("timestamp", ""), "event": fields.pop("name", "event"),
+                 "level": "error" if fields.get("error") is True else "info"}  # fmt: skip
+        return str(render(None, "info", {**shown, **fields}))
+
+    return to_text
+
+
+def run_tail(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Handler of ``wideevents tail``; returns the exit code."""
+    from wideevents._filter import compile_filter
+    from wideevents.query._text import parse_where
+
+    out = out or sys.stdout
+    keep = compile_filter([parse_where(w) for w in args.where], "OR" if args.any else "AND")
+    if not os.path.isfile(args.file):
+        raise ConfigurationError(f"no such file: {args.file}")
+    if args.max_events is not None and args.max_events < 1:
+        raise ConfigurationError("--max-events must be at least 1")
+    render, shown = _renderer(out), 0
+    for event in _follow(args.file, args.lines, not args.no_follow, args.interval):
+        if not keep(event):
+            continue
+        out.write(render(event) + "\n")
+        out.flush()
+        shown += 1
+        if args.max_events is not None and shown >= args.max_events:
+            break
+    return 0
