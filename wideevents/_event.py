@@ -335,11 +335,17 @@ class Event:
         return f"<Event {self._fields.get('name')!r} {state}, {len(self._fields)} fields>"
 
 
-def _ml_call(helper: str, ev: Event, *args: Any, **kwargs: Any) -> None:
-    try:
-        from .ml import _bind
+_ml_bind: Any = None
 
-        getattr(_bind, helper)(ev, *args, **kwargs)
+
+def _ml_call(helper: str, ev: Event, *args: Any, **kwargs: Any) -> None:
+    global _ml_bind
+    try:
+        if _ml_bind is None:
+            from .ml import _bind
+
+            _ml_bind = _bind
+        getattr(_ml_bind, helper)(ev, *args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the helpers contain their own errors; belt and braces
         log_once(f"ml:{helper}:{type(exc).__name__}", "wideevents: ev.%s() failed: %s", helper,
                  safe_repr(exc, 200))

@@ -40,6 +40,7 @@ _PASS_THROUGH: frozenset[type] = frozenset(
      _dt.timedelta, decimal.Decimal, uuid.UUID, complex}
 )
 MAX_KEY_BYTES = 255
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 def key_too_long(key: str) -> bool:
@@ -81,6 +82,8 @@ def snapshot(value: Any, depth: int = 0) -> Any:
         return value
     try:
         if t is list or t is tuple:
+            if _SCALAR_TYPES.issuperset(map(type, value)):
+                return list(value)  # the common case: a flat list of scalars
             if depth >= _SNAPSHOT_DEPTH:
                 return safe_repr(value)
             return [snapshot(v, depth + 1) for v in value]

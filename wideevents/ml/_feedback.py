@@ -1,0 +1,234 @@
+"""Feedback: outcomes that arrive after the prediction, emitted as their own events.
+
+Honeycomb cannot join events well, so a ``feedback`` event carries what is needed to slice
+it on its own: the prediction's ``model.*``, ``slice.*``, ``prediction.label`` and
+``prediction.score``, copied from a bounded in-process cache of recent predictions that the
+event pipeline fills through :func:`remember` when an event with a ``prediction.id``
+finishes. The cache is an insertion-ordered dict under one lock: every operation is O(1)
+(amortised for evictions), entries leave it when it is full (oldest first) or ``ttl_s``
+after they were stored. Feedback handled by another process finds nothing
+(``feedback.matched`` false) but is still emitted with its delay.
+
+This module imports nothing heavy: :func:`remember` runs when events finish.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._errors import ConfigurationError
+from .._ids import uuid7_unix_ms
+from .._log import log_once
+from ._problems import Problems
+from ._time import unix_seconds
+
+__all__ = ["configure_feedback_cache", "feedback", "remember"]
+
+_COPY_PREFIXES = ("model.", "slice.")
+_COPY_KEYS = ("prediction.label", "prediction.score")
+
+
+class _Cache:
+    """Recent predictions' fields by ``prediction.id``: bounded in size and age, thread-safe."""
+
+    def __init__(
+        self, max_size: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_size = max_size
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def configure(self, max_size: int, ttl_s: float) -> None:
+        with self._lock:
+            self.max_size, self.ttl_s = max_size, ttl_s
+            self._evict(self._clock())
+
+    def put(self, key: str, fields: dict[str, Any]) -> None:
+        now = self._clock()
+        with self._lock:
+            if self.max_size <= 0:
+                return
+            # Re-inserting moves the key to the end, keeping expiry times in order.
+            self._entries.pop(key, None)
+            self._entries[key] = (now + self.ttl_s, fields)
+            self._evict(now)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= now:
+                del self._entries[key]
+                return None
+            return entry[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def after_fork(self) -> None:
+        # A thread of the parent may have held the lock at fork time.
+        self._lock = threading.Lock()
+
+    def _evict(self, now: float) -> None:
+        entries = self._entries
+        while len(entries) > self.max_size:
+            entries.popitem(last=False)
+        while entries and next(iter(entries.values()))[0] <= now:
+            entries.popitem(last=False)
+
+
+_CACHE = _Cache(10_000, 3600.0)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_CACHE.after_fork)
+
+
+def configure_feedback_cache(max_size: int = 10_000, ttl_s: float = 3600.0) -> None:
+    """Size (entries; 0 disables it) and time-to-live (seconds) of the prediction cache.
+
+    Raises ConfigurationError for a bad value. Entries beyond the new size are evicted,
+    oldest first.
+    """
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
+        raise ConfigurationError(
+            f"configure_feedback_cache: max_size={max_size!r}; pass a non-negative integer "
+            "(0 disables the cache)"
+        )
+    if (
+        isinstance(ttl_s, bool)
+        or not isinstance(ttl_s, (int, float))
+        or not math.isfinite(ttl_s)
+        or ttl_s <= 0
+    ):
+        raise ConfigurationError(
+            f"configure_feedback_cache: ttl_s={ttl_s!r}; pass a positive number of seconds"
+        )
+    _CACHE.configure(max_size, float(ttl_s))
+
+
+def remember(fields: Mapping[str, Any]) -> None:
+    """Keep a finished prediction's ``model.*``, ``slice.*``, ``prediction.label`` and
+    ``prediction.score`` for later :func:`feedback`. Events without a string
+    ``prediction.id``, and ``feedback`` events themselves, are ignored. Never raises."""
+    try:
+        key = fields.get("prediction.id")
+        if type(key) is not str or fields.get("name") == "feedback" or _CACHE.max_size <= 0:
+            return
+        kept = {name: value for name, value in fields.items() if name.startswith(_COPY_PREFIXES)}
+        for name in _COPY_KEYS:
+            if name in fields:
+                kept[name] = fields[name]
+        _CACHE.put(key, kept)
+    except Exception as exc:  # noqa: BLE001 - containment
+        log_once("ml:feedback.remember", "wideevents.ml: cannot cache prediction (%r)", exc)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars unwrapped (without importing numpy); everything else unchanged."""
+    if type(value) in (str, int, float, bool) or value is None:
+        return value
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        return value.item()
+    return value
+
+
+def feedback_fields(
+    prediction_id: Any,
+    *,
+    label: Any = None,
+    reward: Any = None,
+    timestamp: Any = None,
+    now: float | None = None,
+    **fields: Any,
+) -> tuple[dict[str, Any], float | None]:
+    """The ``feedback`` event's fields, and its time in Unix seconds when ``timestamp`` was
+    usable (else None: the event keeps its own start time). Never raises."""
+    problems = Problems()
+    out: dict[str, Any] = {}
+    when: float | None = None
+    try:
+        key = prediction_id if isinstance(prediction_id, str) else str(prediction_id)
+        out["prediction.id"] = key
+        if timestamp is not None:
+            when = unix_seconds(timestamp)
+            if when is None:
+                problems.add("feedback: timestamp is not a point in time", timestamp)
+        cached = _CACHE.get(key)
+        if cached:
+            out.update(cached)
+        out["feedback.matched"] = cached is not None
+        if label is not None:
+            out["feedback.label"] = _plain(label)
+        if reward is not None:
+            _reward(out, problems, reward)
+        made_ms = uuid7_unix_ms(key)
+        if made_ms is None:
+            problems.add("feedback: prediction id is not a UUIDv7", key)
+        else:
+            at = when if when is not None else (time.time() if now is None else now)
+            out["feedback.delay_ms"] = at * 1000.0 - made_ms
+        for name, value in fields.items():
+            out["feedback." + name] = value
+    except Exception as exc:  # noqa: BLE001 - containment
+        problems.add("feedback: internal error", exc)
+    return problems.into(out), when
+
+
+def _reward(out: dict[str, Any], problems: Problems, reward: Any) -> None:
+    try:
+        value = float(_plain(reward))
+    except (TypeError, ValueError):
+        problems.add("feedback: reward is not a number", reward)
+        return
+    if isinstance(reward, str):
+        problems.add("feedback: reward is not a number", reward)
+        return
+    if math.isfinite(value):
+        out["feedback.reward"] = value
+    else:
+        problems.add("feedback: reward is not finite", reward)
+        out["feedback.reward"] = None
+
+
+def feedback(
+    prediction_id: Any,
+    *,
+    label: Any = None,
+    reward: Any = None,
+    timestamp: Any = None,
+    **fields: Any,
+) -> None:
+    """Emit one event named ``feedback`` for an earlier prediction.
+
+    Fields: ``prediction.id``, ``feedback.label``, ``feedback.reward`` (a float),
+    ``feedback.<key>`` for each extra keyword, ``feedback.delay_ms`` (feedback time -
+    ``timestamp`` as a datetime, Unix seconds or ISO 8601, default now - minus the time in the
+    UUIDv7), ``feedback.matched`` (the prediction was in the cache) and the cached prediction
+    fields. A given ``timestamp`` also becomes the event's timestamp. Never raises: a bad id
+    or value is counted in ``meta.ml_error_count`` and the event is still emitted.
+    """
+    try:
+        out, when = feedback_fields(
+            prediction_id, label=label, reward=reward, timestamp=timestamp, **fields
+        )
+        from .._event import event  # type: ignore[import-not-found,unused-ignore]
+
+        with event("feedback") as ev:
+            if when is not None:
+                ev.set_timestamp(when)
+            ev.add(out)
+    except Exception as exc:  # noqa: BLE001 - containment
+        log_once("ml:feedback.emit", "wideevents.ml: cannot emit feedback (%r)", exc)
