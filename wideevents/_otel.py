@@ -94,9 +94,10 @@ def disable() -> None:
     with _lock:
         if not _enabled:
             return
-        for registry, item in ((_event.parent_resolvers, current_parent),
-                               (_event.inject_fallbacks, inject_current),
-                               (getattr(_event, "scope_hooks", None), (enter_scope, exit_scope))):
+        registries: list[tuple[list[Any] | None, Any]] = [
+            (_event.parent_resolvers, current_parent), (_event.inject_fallbacks, inject_current),
+            (getattr(_event, "scope_hooks", None), (enter_scope, exit_scope))]
+        for registry, item in registries:
             if registry is not None and item in registry:
                 registry.remove(item)
         _enabled = False
@@ -181,7 +182,13 @@ def exit_scope(token: Any) -> None:
     if token is None or api is None:
         return
     ctx, otel_token = token
-    # detach() logs an error when the context differs (an event exited in another task or
-    # after a span leaked); only detach what is still ours.
-    if api.get_current() is ctx:
+    var = getattr(otel_token, "var", None)
+    if var is not None:  # the default, contextvars-based runtime context
+        try:
+            var.reset(otel_token)
+        except ValueError:
+            # Exited in another Context (an async generator, a copied context): there is
+            # nothing of ours to undo there. context.detach() would log an error.
+            pass
+    elif api.get_current() is ctx:
         api.detach(otel_token)

@@ -72,6 +72,6 @@ def run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str]
         print(f"$ {command_line(question.spec, out)}\n")
         print(table)
     print(f"\nEvery field of every event is in {out}: try `wideevents tail {out}` or your own "
-          "`wideevents query`; docs/honeycomb.md shows the same questions in Honeycomb.")
+          "`wideevents query`; examples/honeycomb.md shows the same questions in Honeycomb.")
     wideevents.shutdown(timeout=5.0)
     return 0

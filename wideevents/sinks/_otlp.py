@@ -64,7 +64,7 @@ class _OTLPCodec:
         self.content_type = encoder.content_type
 
     def encode(self, items: Sequence[bytes]) -> Iterable[bytes]:
-        return (self._encoder.body(items),)
+        return self._encoder.body(items)
 
     def interpret(self, response: Response, count: int) -> Reply:
         status = response.status
