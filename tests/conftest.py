@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -26,3 +27,6 @@ def _fresh_pipeline() -> Iterator[None]:
     current = _config.swap_pipeline(None)
     if current is not None:
         current.shutdown(timeout=2.0)
+    otel = sys.modules.get("wideevents._otel")
+    if otel is not None:  # configure() may have turned correlation on: process-wide state
+        otel.disable()

@@ -159,12 +159,15 @@ def configure(
     redact: Iterable[str] | None = None,
     capture_stacktrace: bool = False,
     exit_timeout: float = 2.0,
+    otel: bool | None = None,
 ) -> Pipeline:
     """Build and install the process-wide pipeline; raises ConfigurationError when wrong.
 
     ``sinks`` is a list of sink objects or specs (``"stdout"``, ``"file:events.jsonl"``...),
     default ``WIDEEVENTS_SINK`` or stdout. ``redact`` adds names/globs to the default
-    redaction list. The previous pipeline is flushed and shut down (within 2 s).
+    redaction list. ``otel``: correlate with OpenTelemetry (active spans become parents, the
+    event's ids become the current span context); None means "if the application already
+    imported opentelemetry.trace". The previous pipeline is flushed and shut down (within 2 s).
     """
     global _active, _capture_stacktrace, _exit_timeout
     if not isinstance(exit_timeout, (int, float)) or not exit_timeout >= 0:
@@ -177,12 +180,32 @@ def configure(
         # First, so that a sink reused by the new pipeline reports the old events to the old one.
         previous.shutdown(timeout=2.0)
     pipeline.bind_sinks()
+    _enable_otel(otel)
     with _lock:
         _active = pipeline
         _capture_stacktrace = bool(capture_stacktrace)
         _exit_timeout = float(exit_timeout)
         _register_atexit()
     return pipeline
+
+
+def _enable_otel(otel: bool | None) -> None:
+    """Turn trace correlation on when asked, or when the app already uses OpenTelemetry."""
+    import sys
+
+    if otel is False:
+        if "wideevents._otel" in sys.modules:
+            sys.modules["wideevents._otel"].disable()
+        return
+    if otel is None and "opentelemetry.trace" not in sys.modules:
+        return  # costs nothing for applications that do not use OpenTelemetry
+    try:
+        from . import _otel
+
+        _otel.enable()
+    except ImportError as exc:
+        if otel:
+            raise ConfigurationError(f"otel=True needs opentelemetry-api: {exc}") from None
 
 
 def _default_pipeline() -> Pipeline:
@@ -209,6 +232,10 @@ def _install_default() -> Pipeline:
     with _lock:
         if _active is None:
             _active = _default_pipeline()
+            try:
+                _enable_otel(None)
+            except Exception:  # noqa: BLE001 - the default pipeline never raises
+                pass
             _register_atexit()
         return _active
 

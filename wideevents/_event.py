@@ -37,6 +37,10 @@ _time_ns = time.time_ns
 # Callables returning (trace_id, parent_span_id) of a remote or OpenTelemetry parent for a
 # root event, or None. Empty unless an integration registers one.
 parent_resolvers: list[Callable[[], tuple[str, str] | None]] = []
+# (enter, exit) pairs run when an event becomes the current one and when it stops being
+# current: enter(event) returns a token that exit(token) receives. Empty unless an
+# integration registers one (wideevents._otel keeps OpenTelemetry's context in step).
+scope_hooks: list[tuple[Callable[[Event], object], Callable[[object], None]]] = []
 
 
 class _Timer:
@@ -69,7 +73,7 @@ class Event:
 
     __slots__ = (
         "_fields", "_trace", "_start_ns", "_t0", "_pipeline", "_done", "_token", "_ml",
-        "_prediction_id", "trace_id", "span_id", "parent_id",
+        "_prediction_id", "_scope", "trace_id", "span_id", "parent_id",
     )
 
     recording = True
@@ -120,6 +124,7 @@ class Event:
         self._fields = f
         self._done = False
         self._token: contextvars.Token[Event | None] | None = None
+        self._scope: list[tuple[Callable[[object], None], object]] | None = None
         self._ml: Any = None
         self._prediction_id: str | None = None
         self._pipeline = pipeline
@@ -134,11 +139,16 @@ class Event:
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> Event:
         self._token = _current.set(self)
+        if scope_hooks:
+            self._scope = enter_scope(self)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: Any) -> None:
         self.finish(exc)
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            exit_scope(scope)  # before resetting _current: the reverse of __enter__
         token, self._token = self._token, None
         if token is not None:
             try:
@@ -338,6 +348,43 @@ class Event:
 _ml_bind: Any = None
 
 
+def enter_scope(ev: Event) -> list[tuple[Callable[[object], None], object]]:
+    """Run the scope hooks' enter for an event becoming current; what exit_scope needs."""
+    entered = []
+    for enter, leave in scope_hooks:
+        try:
+            entered.append((leave, enter(ev)))
+        except Exception as exc:  # noqa: BLE001
+            log_once("scope-enter", "wideevents: a scope hook failed: %s", safe_repr(exc, 200))
+    return entered
+
+
+def activate(ev: Event) -> tuple[Any, Any]:
+    """Make ``ev`` current without a ``with`` block (middlewares); undo with deactivate()."""
+    token = _current.set(ev)
+    return token, (enter_scope(ev) if scope_hooks else None)
+
+
+def deactivate(handle: tuple[Any, Any]) -> None:
+    """Undo :func:`activate`; tolerates a context switched by the host."""
+    token, scope = handle
+    if scope is not None:
+        exit_scope(scope)
+    try:
+        _current.reset(token)
+    except ValueError:
+        pass
+
+
+def exit_scope(entered: list[tuple[Callable[[object], None], object]]) -> None:
+    """Undo :func:`enter_scope`, innermost hook first."""
+    for leave, token in reversed(entered):
+        try:
+            leave(token)
+        except Exception as exc:  # noqa: BLE001
+            log_once("scope-exit", "wideevents: a scope hook failed: %s", safe_repr(exc, 200))
+
+
 def _ml_call(helper: str, ev: Event, *args: Any, **kwargs: Any) -> None:
     global _ml_bind
     try:
@@ -371,6 +418,7 @@ class _NonRecordingEvent(Event):
         self._trace = None
         self._done = True
         self._token = None
+        self._scope = None
         self._ml = None
         self._prediction_id = None
         self._start_ns = 0

@@ -110,7 +110,7 @@ def is_enabled() -> bool:
 def _ids(span_context: Any) -> tuple[str, str] | None:
     if span_context is None or not span_context.is_valid:
         return None
-    return "%032x" % span_context.trace_id, "%016x" % span_context.span_id
+    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
 
 
 def current_parent() -> tuple[str, str] | None:

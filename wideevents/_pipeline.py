@@ -39,11 +39,13 @@ _PIPELINES: "weakref.WeakSet[Pipeline]" = weakref.WeakSet()
 class _Ledger:
     """One sink's outcome counters; shares the pipeline's lock."""
 
-    __slots__ = ("name", "lock", "sent_n", "rejected_by", "dropped_by", "held", "closed")
+    __slots__ = ("name", "lock", "sent_n", "rejected_by", "dropped_by", "held", "closed",
+                 "_field_drops")
 
-    def __init__(self, name: str, lock: threading.Lock) -> None:
+    def __init__(self, name: str, lock: threading.Lock, field_drops: dict[str, int]) -> None:
         self.name = name
         self.lock = lock
+        self._field_drops = field_drops
         self.sent_n = 0
         self.rejected_by: dict[str, int] = {}
         self.dropped_by: dict[str, int] = {}
@@ -67,6 +69,12 @@ class _Ledger:
             if not self.closed:
                 self.dropped_by[reason] = self.dropped_by.get(reason, 0) + n
                 self.held -= n
+
+    def fields_dropped(self, reason: str, n: int = 1) -> None:
+        """A sink removed ``n`` fields from events (e.g. an SDK attribute limit): counted in
+        ``stats()["fields"]["dropped"]``, never silent."""
+        with self.lock:
+            self._field_drops[reason] = self._field_drops.get(reason, 0) + n
 
     def close(self) -> None:
         """Whatever the sink still holds is lost: count it as dropped at shutdown."""
@@ -170,7 +178,7 @@ class Pipeline:
         self._errors: dict[str, int] = {}
         self._fields_dropped: dict[str, int] = {}
         self._fields_truncated: dict[str, int] = {}
-        self._ledgers = [_Ledger(n, self._lock) for n in self._names]
+        self._ledgers = [_Ledger(n, self._lock, self._fields_dropped) for n in self._names]
         self._worker: threading.Thread | None = None
         self._stopping = False
         self._closed = False

@@ -44,7 +44,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from .._event import Event, _current
+from .._event import Event, activate, deactivate
 from .._ids import uuid7
 from .._log import log_once
 from .._normalize import safe_repr
@@ -160,7 +160,7 @@ class WideEventsMiddleware:
             app_receive = receive_wrapper
 
         root_path = scope.get("root_path", "")
-        token = _current.set(ev)
+        token = activate(ev)
         try:
             await self.app(scope, app_receive, send_wrapper)
         except BaseException as exc:
@@ -171,10 +171,7 @@ class WideEventsMiddleware:
             self._finish(ev, scope, root_path, method_name, status, sent, received,
                          done_ns - t0 if done_ns else -1, None)
         finally:
-            try:
-                _current.reset(token)
-            except ValueError:  # the application switched contexts under us
-                pass
+            deactivate(token)
 
     def _start(self, scope: Scope, path: str) -> tuple[Event, str, int | None]:
         method_name, f = _http.method_fields(scope.get("method", "GET"))

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .._event import Event, _current
+from .._event import Event, activate, deactivate
 from .._ids import uuid7
 from .._log import log_once
 from .._normalize import safe_repr
@@ -119,7 +119,7 @@ class _Body:
 
     def __next__(self) -> bytes:
         req = self._req
-        token = _current.set(req.ev)
+        token = activate(req.ev)
         try:
             it = self._it
             if it is None:
@@ -142,7 +142,7 @@ class _Body:
     def close(self) -> None:
         req = self._req
         close = getattr(self._inner, "close", None)
-        token = _current.set(req.ev)
+        token = activate(req.ev)
         try:
             if close is not None:
                 close()
@@ -156,10 +156,7 @@ class _Body:
 
 
 def _reset(token: Any) -> None:
-    try:
-        _current.reset(token)
-    except ValueError:  # a server that switched contexts between calls
-        pass
+    deactivate(token)  # tolerates a server that switched contexts between calls
 
 
 class WideEventsWSGIMiddleware:
@@ -227,7 +224,7 @@ class WideEventsWSGIMiddleware:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
-        token = _current.set(req.ev)
+        token = activate(req.ev)
         try:
             result = self.app(environ, start_response_wrapper)
         except BaseException as exc:

@@ -32,7 +32,16 @@ from typing import Any
 from .._errors import ConfigurationError
 from .._log import log_once
 from .._otlp_encode import ENCODINGS, SIGNALS, Encoder, parse_export_response, parse_status_message
-from .._sender import SENT, CountingLedger, Destination, LedgerReporter, Reply, Sender, SenderConfig, reply_for_status
+from .._sender import (
+    SENT,
+    CountingLedger,
+    Destination,
+    LedgerReporter,
+    Reply,
+    Sender,
+    SenderConfig,
+    reply_for_status,
+)
 from .._sender_http import COMPRESSIONS, Response, parse_origin
 from .._service import default_service_name, parse_resource_attributes
 from ._base import Record, SinkLedger

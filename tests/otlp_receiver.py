@@ -1,0 +1,495 @@
+"""A loopback OTLP/HTTP receiver for tests and benchmarks (a real HTTP/1.1 server).
+
+``POST /v1/logs`` and ``POST /v1/traces`` (any path ending that way), bodies optionally
+gzip or zstd. ``application/x-protobuf`` requests are decoded with ``opentelemetry-proto``'s
+message classes; ``application/json`` requests are checked against the OTLP/JSON rules
+(lowerCamelCase keys, hex trace and span ids, 64-bit integers as strings or numbers) and
+then parsed into the same classes. Replies are export responses in the request's
+encoding, with ``partial_success`` when the "partial" fault is active. Faults can be
+injected: HTTP 400/401/413/429/500/503, slow replies, connection resets, malformed
+reply bodies, replies that never come, partial success.
+
+Every accepted record is kept as a :class:`Received` (its resource attributes, scope,
+the decoded message and the flat attributes as Python values) unless ``store=False``.
+
+As a script (the benchmarks run it in its own process)::
+
+    python tests/otlp_receiver.py [--delay-min 0.1 --delay-max 0.5] [--no-store]
+
+prints ``PORT <n>`` and serves until stdin closes; ``GET /_receiver/stats`` returns the
+record counts per ``service.name`` and per signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import random
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+import zstandard
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+
+FAULTS = ("400", "401", "413", "429", "500", "503", "slow", "reset", "malformed", "hang",
+          "partial")
+_CAMEL = re.compile(r"[a-z][A-Za-z0-9]*\Z")
+_HEX = {"traceId": 32, "spanId": 16, "parentSpanId": 16}
+
+
+@dataclass
+class Received:
+    """One accepted log record or span."""
+
+    signal: str
+    resource: dict[str, Any]
+    scope: dict[str, Any]
+    message: Any  # LogRecord or Span (opentelemetry.proto)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    encoding: str = "protobuf"
+
+
+@dataclass
+class RequestInfo:
+    path: str
+    encoding: str
+    content_type: str
+    records: int
+    status: int
+    fault: str
+    headers: dict[str, str]
+
+
+def any_value(value: common_pb2.AnyValue) -> Any:
+    """An ``AnyValue`` as the Python value of the field that is set (None when unset)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+def attributes(kvs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        if kv.key in out:
+            raise ValueError(f"duplicate attribute {kv.key!r}")
+        out[kv.key] = any_value(kv.value)
+    return out
+
+
+def check_otlp_json(node: Any, path: str = "") -> None:
+    """Raise ValueError where ``node`` breaks the OTLP/JSON rules this receiver enforces."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not _CAMEL.match(key):
+                raise ValueError(f"{path}.{key}: OTLP/JSON keys are lowerCamelCase")
+            if key in _HEX and value != "":
+                if not (isinstance(value, str) and len(value) == _HEX[key]
+                        and re.fullmatch(r"[0-9a-f]+", value)):
+                    raise ValueError(f"{path}.{key}: ids are lowercase hex in OTLP/JSON")
+            if key in ("intValue", "timeUnixNano", "observedTimeUnixNano", "startTimeUnixNano",
+                       "endTimeUnixNano") and not isinstance(value, (str, int)):
+                raise ValueError(f"{path}.{key}: a 64-bit integer is a string or a number")
+            check_otlp_json(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_otlp_json(value, f"{path}[{i}]")
+
+
+def _hex_to_base64(node: Any) -> Any:
+    """json_format reads bytes as base64: turn OTLP/JSON's hex ids into that."""
+    if isinstance(node, dict):
+        return {k: (base64.b64encode(bytes.fromhex(v)).decode() if k in _HEX and v else
+                    _hex_to_base64(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_hex_to_base64(v) for v in node]
+    return node
+
+
+class OTLPReceiver:
+    """The server; use as a context manager. ``url`` is the base endpoint for the exporter."""
+
+    def __init__(self, *, store: bool = True, required_headers: dict[str, str] | None = None,
+                 delay: tuple[float, float] = (0.0, 0.0), seed: int = 0) -> None:
+        self.store = store
+        self.required_headers = {k.lower(): v for k, v in (required_headers or {}).items()}
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.records: list[Received] = []
+        self.requests: list[RequestInfo] = []
+        self.counts: dict[str, int] = {}
+        self.connections = 0
+        self.partial_rejects = 0
+        self.partial_message = "some records were rejected"
+        self._random = random.Random(seed)
+        self._faults: list[str] = []
+        self._timed: tuple[str, float] | None = None
+        self._release = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, port: int = 0) -> OTLPReceiver:
+        server = _Server(("127.0.0.1", port or self.port), _Handler)
+        server.receiver = self
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True, name="otlp-receiver")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        with self.lock:
+            conns = list(self._open)
+        for conn in conns:
+            _reset(conn)
+
+    def __enter__(self) -> OTLPReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- faults ------------------------------------------------------------------------------
+    def inject(self, fault: str, times: int = 1, *, rejects: int = 0, message: str = "") -> None:
+        """Apply ``fault`` to the next ``times`` export requests ("partial": reject ``rejects``)."""
+        assert fault in FAULTS, fault
+        with self.lock:
+            self._faults.extend([fault] * times)
+            if fault == "partial":
+                self.partial_rejects = rejects
+                self.partial_message = message
+        self._release.clear()
+
+    def fault_for(self, fault: str, seconds: float) -> None:
+        """Apply ``fault`` to every export request for the next ``seconds``."""
+        assert fault in FAULTS, fault
+        with self.lock:
+            self._timed = (fault, time.monotonic() + seconds)
+
+    def release(self) -> None:
+        """Let requests held by the "hang" fault end (with a reset)."""
+        self._release.set()
+
+    def _next_fault(self) -> str:
+        with self.lock:
+            if self._faults:
+                return self._faults.pop(0)
+            if self._timed is not None:
+                fault, until = self._timed
+                if time.monotonic() < until:
+                    return fault
+                self._timed = None
+        return ""
+
+    # -- assertions --------------------------------------------------------------------------
+    def received(self, signal: str | None = None) -> list[Received]:
+        with self.lock:
+            return [r for r in self.records if signal is None or r.signal == signal]
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(self.counts.values())
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.total() >= count:
+                return True
+            time.sleep(0.01)
+        return False
+
+    # -- OTLP/HTTP ---------------------------------------------------------------------------
+    def handle_export(self, path: str, headers: dict[str, str], raw: bytes
+                      ) -> tuple[int, bytes, str, str]:
+        """``(status, body, content type, fault)`` for one export request."""
+        signal = "traces" if path.endswith("/v1/traces") else "logs"
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        as_json = ctype == "application/json"
+        reply_type = "application/json" if as_json else "application/x-protobuf"
+        for name, value in self.required_headers.items():
+            if headers.get(name) != value:
+                return 401, _status(16, "missing or wrong API key", as_json), reply_type, ""
+        fault = self._next_fault()
+        if fault in ("400", "401", "413", "429", "500", "503"):
+            self._note(path, headers, ctype, 0, int(fault), fault)
+            return int(fault), _status(3, f"injected {fault}", as_json), reply_type, fault
+        if fault in ("reset", "hang"):
+            self._note(path, headers, ctype, 0, 0, fault)
+            return 0, b"", reply_type, fault
+        if ctype not in ("application/json", "application/x-protobuf"):
+            return 415, _status(3, f"unsupported content type {ctype!r}", as_json), reply_type, ""
+        try:
+            body = _decode(headers.get("content-encoding", "").strip().lower(), raw)
+            records = (self._parse(signal, body, as_json) if self.store
+                       else _count(signal, body, as_json))
+        except (ValueError, DecodeError, json_format.ParseError) as exc:
+            return 400, _status(3, f"bad request: {exc}", as_json), reply_type, fault
+        rejected = 0
+        if fault == "partial":
+            rejected = min(self.partial_rejects, len(records))
+        accepted = records[rejected:]
+        low, high = self.delay
+        if fault == "slow" or high > 0:
+            with self.lock:
+                pause = self._random.uniform(low, high) if high > 0 else 0.5
+            time.sleep(pause)
+        with self.lock:
+            if self.store:
+                self.records.extend(accepted)
+            for r in accepted:
+                service = str(r.resource.get("service.name", ""))
+                self.counts[service] = self.counts.get(service, 0) + 1
+            self._note_locked(path, headers, ctype, len(records), 200, fault)
+        if fault == "malformed":
+            return 200, b"<html>proxy says hi", "text/html", fault
+        return 200, _response(signal, rejected, self.partial_message if rejected else "",
+                              as_json), reply_type, fault
+
+    def _note(self, path: str, headers: dict[str, str], ctype: str, records: int, status: int,
+              fault: str) -> None:
+        with self.lock:
+            self._note_locked(path, headers, ctype, records, status, fault)
+
+    def _note_locked(self, path: str, headers: dict[str, str], ctype: str, records: int,
+                     status: int, fault: str) -> None:
+        self.requests.append(RequestInfo(path, headers.get("content-encoding", ""), ctype,
+                                         records, status, fault, dict(headers)))
+
+    def accepted_requests(self) -> list[RequestInfo]:
+        with self.lock:
+            return [r for r in self.requests if r.status == 200]
+
+    def _parse(self, signal: str, body: bytes, as_json: bool) -> list[Received]:
+        request: Any = (trace_service_pb2.ExportTraceServiceRequest() if signal == "traces"
+                        else logs_service_pb2.ExportLogsServiceRequest())
+        encoding = "json" if as_json else "protobuf"
+        if as_json:
+            parsed = orjson.loads(body)
+            check_otlp_json(parsed)
+            json_format.ParseDict(_hex_to_base64(parsed), request)
+        else:
+            request.ParseFromString(body)
+        out: list[Received] = []
+        if signal == "traces":
+            for rs in request.resource_spans:
+                resource = attributes(rs.resource.attributes)
+                for ss in rs.scope_spans:
+                    scope = {"name": ss.scope.name, "version": ss.scope.version}
+                    for span in ss.spans:
+                        out.append(Received("traces", resource, scope, span,
+                                            attributes(span.attributes), encoding))
+        else:
+            for rl in request.resource_logs:
+                resource = attributes(rl.resource.attributes)
+                for sl in rl.scope_logs:
+                    scope = {"name": sl.scope.name, "version": sl.scope.version}
+                    for rec in sl.log_records:
+                        out.append(Received("logs", resource, scope, rec,
+                                            attributes(rec.attributes), encoding))
+        return out
+
+
+def _count(signal: str, body: bytes, as_json: bool) -> list[Received]:
+    """Records with their resource only: the cheap path when nothing is stored (benchmarks)."""
+    out: list[Received] = []
+    if as_json:
+        parsed = orjson.loads(body)
+        outer, inner, leaf = (("resourceSpans", "scopeSpans", "spans") if signal == "traces"
+                              else ("resourceLogs", "scopeLogs", "logRecords"))
+        for group in parsed.get(outer, []):
+            resource = {a["key"]: next(iter(a["value"].values()), None)
+                        for a in group.get("resource", {}).get("attributes", [])}
+            for scope in group.get(inner, []):
+                out.extend(Received(signal, resource, {}, None) for _ in scope.get(leaf, []))
+        return out
+    request: Any = (trace_service_pb2.ExportTraceServiceRequest() if signal == "traces"
+                    else logs_service_pb2.ExportLogsServiceRequest())
+    request.ParseFromString(body)
+    groups = request.resource_spans if signal == "traces" else request.resource_logs
+    for group in groups:
+        resource = attributes(group.resource.attributes)
+        for scope in (group.scope_spans if signal == "traces" else group.scope_logs):
+            n = len(scope.spans) if signal == "traces" else len(scope.log_records)
+            out.extend(Received(signal, resource, {}, None) for _ in range(n))
+    return out
+
+
+def _response(signal: str, rejected: int, message: str, as_json: bool) -> bytes:
+    if signal == "traces":
+        resp: Any = trace_service_pb2.ExportTraceServiceResponse()
+        if rejected or message:
+            resp.partial_success.rejected_spans = rejected
+            resp.partial_success.error_message = message
+    else:
+        resp = logs_service_pb2.ExportLogsServiceResponse()
+        if rejected or message:
+            resp.partial_success.rejected_log_records = rejected
+            resp.partial_success.error_message = message
+    if as_json:
+        return json_format.MessageToJson(resp).encode()
+    return bytes(resp.SerializeToString())
+
+
+def _status(code: int, message: str, as_json: bool) -> bytes:
+    if as_json:
+        return orjson.dumps({"code": code, "message": message})
+    data = message.encode()
+    # google.rpc.Status: code = field 1 (varint), message = field 2 (string).
+    return b"\x08" + bytes([code]) + b"\x12" + _varint(len(data)) + data
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _decode(encoding: str, raw: bytes) -> bytes:
+    if encoding in ("", "identity"):
+        return raw
+    try:
+        if encoding == "gzip":
+            return gzip.decompress(raw)
+        if encoding == "zstd":
+            return zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+    except (OSError, EOFError, zstandard.ZstdError) as exc:
+        raise ValueError(f"cannot decode {encoding} body") from exc
+    raise ValueError(f"unsupported Content-Encoding {encoding!r}")
+
+
+def _reset(conn: socket.socket) -> None:
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+    receiver: OTLPReceiver
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        receiver = self.server.receiver
+        with receiver.lock:
+            receiver.connections += 1
+            receiver._open.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.receiver.lock:
+            self.server.receiver._open.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def _reply(self, status: int, body: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        receiver = self.server.receiver
+        if self.path == "/_receiver/stats":
+            with receiver.lock:
+                stats = {"records": dict(receiver.counts), "requests": len(receiver.requests),
+                         "connections": receiver.connections}
+            self._reply(200, orjson.dumps(stats), "application/json")
+        else:
+            self._reply(404, b"not found", "text/plain")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        receiver = self.server.receiver
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path = self.path.split("?")[0]
+        if not (path.endswith("/v1/logs") or path.endswith("/v1/traces")):
+            self._reply(404, b"unknown endpoint", "text/plain")
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, body, ctype, fault = receiver.handle_export(path, headers, raw)
+        if fault == "hang":
+            receiver._release.wait()
+            fault = "reset"
+        if fault == "reset":
+            _reset(self.connection)
+            self.close_connection = True
+            return
+        self._reply(status, body, ctype)
+
+
+@contextmanager
+def running(**kwargs: Any) -> Iterator[OTLPReceiver]:
+    """``with running() as receiver:`` a started receiver, stopped at exit."""
+    receiver = OTLPReceiver(**kwargs).start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-min", type=float, default=0.0, help="least seconds per request")
+    parser.add_argument("--delay-max", type=float, default=0.0, help="seconds per request, at most")
+    parser.add_argument("--no-store", action="store_true", help="count records, do not keep them")
+    args = parser.parse_args(argv)
+    receiver = OTLPReceiver(store=not args.no_store, delay=(args.delay_min, args.delay_max))
+    receiver.start(args.port)
+    print(f"PORT {receiver.port}", flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        receiver.stop()
+
+
+if __name__ == "__main__":
+    main()

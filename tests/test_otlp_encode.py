@@ -1,0 +1,233 @@
+"""The hand-written OTLP encoders, checked by decoding with opentelemetry-proto."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+import pytest
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from wideevents._otlp_encode import (
+    Encoder,
+    parse_export_response,
+    parse_status_message,
+    timestamp_ns,
+)
+
+from otel_support import expected_otlp, rfc3339_to_ns, typed
+from otlp_receiver import _hex_to_base64, _response, attributes, check_otlp_json
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN_ID = "00f067aa0ba902b7"
+PARENT_ID = "b7ad6b7169203331"
+COMBOS = [(s, e) for s in ("logs", "traces") for e in ("protobuf", "json")]
+
+
+def decode(signal: str, encoding: str, body: bytes) -> Any:
+    """The request as opentelemetry-proto sees it (OTLP/JSON checked against its rules)."""
+    request: Any = (trace_service_pb2.ExportTraceServiceRequest() if signal == "traces"
+                    else logs_service_pb2.ExportLogsServiceRequest())
+    if encoding == "json":
+        parsed = orjson.loads(body)
+        check_otlp_json(parsed)
+        json_format.ParseDict(_hex_to_base64(parsed), request)
+    else:
+        request.ParseFromString(body)
+    return request
+
+
+def records(signal: str, request: Any) -> list[tuple[dict[str, Any], Any]]:
+    """(resource attributes, record) for every record of a decoded request."""
+    out = []
+    groups = request.resource_spans if signal == "traces" else request.resource_logs
+    for group in groups:
+        resource = attributes(group.resource.attributes)
+        scopes = group.scope_spans if signal == "traces" else group.scope_logs
+        for scope in scopes:
+            assert scope.scope.name == "wideevents"
+            for rec in (scope.spans if signal == "traces" else scope.log_records):
+                out.append((resource, rec))
+    return out
+
+
+def sample_event(**extra: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "timestamp": "2024-11-03T12:34:56.789012Z", "name": "predict",
+        "service.name": "ranker", "service.version": "1.2.3", "host.name": "web-1",
+        "process.pid": 4242, "deployment.environment.name": "prod",
+        "trace.trace_id": TRACE_ID, "trace.span_id": SPAN_ID, "trace.parent_id": PARENT_ID,
+        "duration_ms": 12.5, "samplerate": 8, "request.id": "req-1", "user.id": 7,
+        "score.top1": 0.875, "cache_hit": False, "ok": True, "label": "class_0042",
+        "ids": ["a", "b"], "scores": [0.5, 0.25], "counts": [1, -2, 3],
+        "negative": -(2**63), "largest": 2**63 - 1, "beyond": 2**63, "zero": 0, "small": 127,
+        "bigger": 128, "unicode": "héllo ✓ 你好", "empty": "", "long": "x" * 20_000,
+        "nothing": None, "mixed": [1, "a", None, 2.5, True],
+    }
+    event.update(extra)
+    return event
+
+
+@pytest.mark.parametrize(("signal", "encoding"), COMBOS)
+def test_every_value_type_round_trips(signal: str, encoding: str) -> None:
+    """Each field arrives with its value and type; resource fields in the resource."""
+    event = sample_event()
+    enc = Encoder(signal, encoding, {"k8s.pod.name": "pod-7"}, "9.9")
+    body = b"".join(enc.body([enc.encode(event)]))
+    [(resource, rec)] = records(signal, decode(signal, encoding, body))
+    want_resource, want_attrs = expected_otlp(event, signal)
+    assert {"k8s.pod.name": "pod-7", **want_resource} == resource
+    assert typed(want_attrs) == typed(attributes(rec.attributes))
+    assert enc.null_fields == 1
+
+
+@pytest.mark.parametrize(("signal", "encoding"), COMBOS)
+def test_record_fields_times_and_ids(signal: str, encoding: str) -> None:
+    """Name, start/end times, ids, severity or kind are where OTLP puts them."""
+    event = sample_event()
+    enc = Encoder(signal, encoding, {})
+    [(_, rec)] = records(signal, decode(signal, encoding, b"".join(enc.body([enc.encode(event)]))))
+    start = rfc3339_to_ns(event["timestamp"])
+    assert bytes.fromhex(TRACE_ID) == rec.trace_id
+    assert bytes.fromhex(SPAN_ID) == rec.span_id
+    if signal == "traces":
+        assert ("predict", start, start + 12_500_000) == (
+            rec.name, rec.start_time_unix_nano, rec.end_time_unix_nano)
+        assert bytes.fromhex(PARENT_ID) == rec.parent_span_id
+        assert 1 == rec.kind  # INTERNAL: no HTTP method
+        assert 0 == rec.status.code
+    else:
+        assert ("predict", start, 9, "INFO", 1) == (
+            rec.event_name, rec.time_unix_nano, rec.severity_number, rec.severity_text, rec.flags)
+        assert rec.observed_time_unix_nano > start
+
+
+@pytest.mark.parametrize(("signal", "encoding"), COMBOS)
+def test_failed_event(signal: str, encoding: str) -> None:
+    """error: span status ERROR with the message and an exception event; log severity ERROR."""
+    event = sample_event(**{"error": True, "error.type": "ValueError", "error.message": "bad x",
+                            "exception.stacktrace": "Traceback ...", "http.request.method": "GET"})
+    enc = Encoder(signal, encoding, {})
+    [(_, rec)] = records(signal, decode(signal, encoding, b"".join(enc.body([enc.encode(event)]))))
+    if signal == "traces":
+        assert (2, "bad x", 2) == (rec.status.code, rec.status.message, rec.kind)
+        [exc] = rec.events
+        end = rfc3339_to_ns(event["timestamp"]) + 12_500_000
+        assert ("exception", end) == (exc.name, exc.time_unix_nano)
+        assert {"exception.type": "ValueError", "exception.message": "bad x",
+                "exception.stacktrace": "Traceback ..."} == attributes(exc.attributes)
+    else:
+        assert (17, "ERROR") == (rec.severity_number, rec.severity_text)
+    assert (True, "ValueError") == (attributes(rec.attributes)["error"],
+                                    attributes(rec.attributes)["error.type"])
+
+
+@pytest.mark.parametrize(("signal", "encoding"), COMBOS)
+def test_batches_group_records_by_resource(signal: str, encoding: str) -> None:
+    """A batch holds one ResourceLogs/ResourceSpans per distinct resource, order kept within."""
+    enc = Encoder(signal, encoding, {})
+    events = [sample_event(**{"service.name": svc, "request.id": f"r{i}"})
+              for i, svc in enumerate(["a", "b", "a", "c", "b", "a"])]
+    request = decode(signal, encoding, b"".join(enc.body([enc.encode(e) for e in events])))
+    groups = request.resource_spans if signal == "traces" else request.resource_logs
+    assert 3 == len(groups)
+    got = [(resource["service.name"], attributes(rec.attributes)["request.id"])
+           for resource, rec in records(signal, request)]
+    assert [("a", "r0"), ("a", "r2"), ("a", "r5"), ("b", "r1"), ("b", "r4"), ("c", "r3")] == got
+
+
+def test_too_many_resources_become_attributes() -> None:
+    """Past 255 distinct resources, the extra resource fields travel as record attributes."""
+    enc = Encoder("logs", "protobuf", {"service.name": "base"})
+    items = [enc.encode(sample_event(**{"service.name": f"svc-{i}", "request.id": i}))
+             for i in range(300)]
+    decoded = records("logs", decode("logs", "protobuf", b"".join(enc.body(items))))
+    got = {attributes(rec.attributes)["request.id"]: (
+        res["service.name"], attributes(rec.attributes).get("service.name"))
+        for res, rec in decoded}
+    want = {i: (f"svc-{i}", None) if i < 255 else ("base", f"svc-{i}") for i in range(300)}
+    assert want == got
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_randomised_values_round_trip(encoding: str) -> None:
+    """Random ints (all sizes), doubles, strings of every length class and unicode survive."""
+    rng = random.Random(7)
+    enc = Encoder("logs", encoding, {})
+    events = []
+    for i in range(40):
+        event: dict[str, Any] = {"timestamp": "2024-01-01T00:00:00.000001Z", "name": f"e{i}"}
+        for j in range(30):
+            kind = rng.randrange(4)
+            key = "k" * rng.choice([1, 50, 130, 300]) + str(j)
+            if kind == 0:
+                event[key] = rng.randint(-(2**63), 2**63 - 1) >> rng.randrange(64)
+            elif kind == 1:
+                event[key] = rng.uniform(-1e300, 1e300) * rng.random()
+            elif kind == 2:
+                event[key] = "".join(chr(rng.choice([rng.randrange(32, 127), 0xE9, 0x4F60]))
+                                     for _ in range(rng.choice([0, 5, 120, 200, 17_000])))
+            else:
+                event[key] = [rng.random() for _ in range(rng.randrange(5))]
+        events.append(event)
+    body = b"".join(enc.body([enc.encode(e) for e in events]))
+    decoded = records("logs", decode("logs", encoding, body))
+    for event, (_, rec) in zip(events, decoded, strict=True):
+        _, want = expected_otlp(event, "logs")
+        assert typed(want) == typed(attributes(rec.attributes))
+
+
+def test_timestamp_parsing_matches_datetime() -> None:
+    """The cached fast path and the general path agree with datetime for many instants."""
+    rng = random.Random(3)
+    for _ in range(500):
+        ns = rng.randrange(0, 4_000_000_000) * 10**9 + rng.randrange(10**6) * 1000
+        import datetime as dt
+
+        when = dt.datetime.fromtimestamp(ns // 10**9, tz=dt.UTC)
+        fast = when.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 10**9 // 1000:06d}Z"
+        offset = when.isoformat().replace("+00:00", f".{ns % 10**9 // 1000:06d}+00:00")
+        assert (rfc3339_to_ns(fast), rfc3339_to_ns(fast)) == (
+            timestamp_ns({"timestamp": fast}), timestamp_ns({"timestamp": offset}))
+
+
+@pytest.mark.parametrize("signal", ["logs", "traces"])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_partial_success_responses_parse(signal: str, as_json: bool) -> None:
+    """Responses built by opentelemetry-proto read back as (rejected, message)."""
+    for rejected, message in ((0, ""), (3, "bad attribute"), (0, "a warning")):
+        body = _response(signal, rejected, message, as_json)
+        assert (rejected, message) == parse_export_response(body, signal, as_json)
+    assert (0, "") == parse_export_response(b"", signal, as_json)
+
+
+def test_status_messages_parse() -> None:
+    """google.rpc.Status bodies (protobuf or JSON) yield their message; other text as is."""
+    from google.rpc import status_pb2
+
+    body = status_pb2.Status(code=3, message="invalid span").SerializeToString()
+    assert "invalid span" == parse_status_message(body)
+    assert "quota" == parse_status_message(b'{"code": 8, "message": "quota"}')
+    assert "<html>oops" == parse_status_message(b"<html>oops")
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_non_finite_doubles_survive(encoding: str) -> None:
+    """NaN and infinities (a processor may add them after normalisation) stay doubles."""
+    import math
+
+    enc = Encoder("logs", encoding, {})
+    event = {"timestamp": "2024-01-01T00:00:00.000001Z", "name": "e", "a": 1.5,
+             "nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "b": 2.5, "c": 3.5,
+             "d": 4.5}
+    finite = {**event, "nan": 0.5, "inf": 0.25, "ninf": 0.125}
+    for _ in range(2):  # with the layout of these doubles cached, then not
+        enc.encode(finite)
+        body = b"".join(enc.body([enc.encode(event)]))
+        [(_, rec)] = records("logs", decode("logs", encoding, body))
+        got = attributes(rec.attributes)
+        assert (1.5, float("inf"), float("-inf"), 2.5, 3.5, 4.5, True) == (
+            got["a"], got["inf"], got["ninf"], got["b"], got["c"], got["d"], math.isnan(got["nan"]))
