@@ -1,0 +1,407 @@
+"""The background sender shared by the network sinks (Honeycomb, OTLP).
+
+::
+
+    submit(dest, items) ──▶ one buffer per Destination, bounded in events and bytes
+       (caller's thread:      (full: the new items are reported dropped "buffer_full")
+        append + notify)          │ ready at max_batch_events / max_batch_bytes, after
+                                  │ send_interval, or at once while flush/close waits
+                                  ▼
+                        sender threads (up to max_in_flight, started lazily, one
+                        keep-alive connection per origin each)
+                          codec.encode(items) ─▶ compress ─▶ POST ─▶ codec.interpret(reply)
+                                  │
+            done: per item sent / rejected / retried · split (413): halve and resend ·
+            reject: whole batch · retry (429, 5xx, timeouts, resets, refused): exponential
+            backoff with jitter, bounded attempts, a per-batch deadline
+                                  ▼
+                        Reporter.report(...): every item exactly once
+
+A backend plugs in with a :class:`Destination` (where: origin, path, headers) and a
+:class:`Codec` (how: the request body from pre-encoded items, and what a reply means).
+Items are bytes encoded once by the sink (a Honeycomb batch element, an OTLP log record),
+so a batch is a join, and its size is known before it is built. A batch is compressed
+once; in flight it keeps only the compressed body when the codec can ``decode`` it back.
+
+Accounting: an item is *pending* from ``submit`` until it is reported. ``flush(timeout)``
+waits until nothing is pending; ``close(timeout)`` flushes, then reports whatever is still
+buffered or in flight as dropped ``"shutdown"`` and interrupts requests in progress, so a
+server that never answers cannot hold it past its deadline. Reports are made under the
+sender's lock, so a claim and its report are one step (an interrupted request that later
+returns reports nothing). ``reset_after_fork()`` forgets the parent's items unreported.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+
+from ._log import log_once
+from ._sender_api import (
+    SENT,
+    Codec,
+    CountingLedger,
+    Destination,
+    LedgerReporter,
+    Reply,
+    Reporter,
+    SenderConfig,
+    backoff_delay,
+    reply_for_status,
+)
+from ._sender_delivery import Batch, Delivery
+from ._sender_http import ConnectionPool
+
+__all__ = [
+    "SENT",
+    "Codec",
+    "CountingLedger",
+    "Destination",
+    "LedgerReporter",
+    "Reply",
+    "Reporter",
+    "Sender",
+    "SenderConfig",
+    "backoff_delay",
+    "reply_for_status",
+]
+
+_monotonic = time.monotonic
+
+
+class _Queue:
+    __slots__ = ("items", "nbytes", "since", "tags")
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+        self.tags: list[object] | None = None
+        self.nbytes = 0
+        self.since = 0.0
+
+
+class _Worker:
+    __slots__ = ("pool", "thread")
+
+    def __init__(self) -> None:
+        self.pool = ConnectionPool()
+        self.thread: threading.Thread | None = None
+
+
+_SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
+
+
+def _reset_all_after_fork() -> None:
+    for sender in list(_SENDERS):
+        try:
+            sender.reset_after_fork()
+        except Exception:  # noqa: BLE001, S110 - a child must come up whatever happens
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_all_after_fork)
+
+
+class Sender:
+    """Bounded, batching, retrying background sender; see the module docstring.
+
+    ``submit`` never blocks on the network and never raises; threads start on first use.
+    """
+
+    def __init__(self, name: str, codec: Codec, reporter: Reporter,
+                 config: SenderConfig | None = None) -> None:
+        self.name = name
+        self._codec = codec
+        self._reporter = reporter
+        self._config = config = config or SenderConfig()
+        config.check()
+        self._delivery = Delivery(name, codec, config, self._settle)
+        self._generation = 0
+        self._init_state()
+        _SENDERS.add(self)
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # sender threads wait here
+        self._drained = threading.Condition(self._lock)  # flush/close wait here
+        self._abort = threading.Event()
+        self._queues: dict[Destination, _Queue] = {}
+        self._buffered = 0
+        self._buffered_bytes = 0
+        self._in_flight: set[Batch] = set()
+        self._in_flight_items = 0
+        self._workers: list[_Worker] = []
+        self._idle = 0
+        self._urgent = 0
+        self._closing = False
+        self._closed = False
+        self._generation += 1
+        self._pid = os.getpid()
+
+    # -- caller side --------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Items submitted and not yet reported."""
+        with self._lock:
+            return self._buffered + self._in_flight_items
+
+    def submit(self, dest: Destination, items: Sequence[bytes],
+               tags: Sequence[object] | None = None) -> None:
+        """Buffer ``items`` for ``dest`` (with optional per-item ``tags``); never blocks."""
+        n = len(items)
+        if n == 0:
+            return
+        cfg = self._config
+        nbytes = sum(map(len, items))
+        with self._lock:
+            if self._closing:
+                self._reporter.report("dropped", "shutdown", n, _opt(tags), 0)
+                return
+            accept = n
+            if (self._buffered + n > cfg.buffer_events
+                    or self._buffered_bytes + nbytes > cfg.buffer_bytes):
+                accept, nbytes = self._room(items, n)
+                if accept < n:
+                    self._reporter.report("dropped", "buffer_full", n - accept,
+                                          _opt(tags, accept), 0)
+                    log_once(f"{self.name}:buffer_full",
+                             "wideevents: %s buffer is full (%d events, %d bytes); new events "
+                             "are dropped and counted until it drains", self.name,
+                             self._buffered, self._buffered_bytes)
+                if accept == 0:
+                    return
+            q = self._queues.get(dest)
+            if q is None:
+                q = self._queues[dest] = _Queue()
+            was_empty = not q.items
+            if was_empty:
+                q.since = _monotonic()
+            if accept == n:
+                q.items.extend(items)
+            else:
+                q.items.extend(items[:accept])
+            if tags is not None or q.tags is not None:
+                if q.tags is None:
+                    q.tags = [None] * (len(q.items) - accept)
+                q.tags.extend(tags[:accept] if tags is not None else [None] * accept)
+            before = len(q.items) - accept
+            q.nbytes += nbytes
+            self._buffered += accept
+            self._buffered_bytes += nbytes
+            if (was_empty or self._urgent
+                    or (before < cfg.max_batch_events <= len(q.items))
+                    or (q.nbytes - nbytes < cfg.max_batch_bytes <= q.nbytes)):
+                self._wake_locked()
+
+    def _room(self, items: Sequence[bytes], n: int) -> tuple[int, int]:
+        cfg = self._config
+        events_left = cfg.buffer_events - self._buffered
+        bytes_left = cfg.buffer_bytes - self._buffered_bytes
+        accept = size = 0
+        while accept < n and accept < events_left:
+            s = len(items[accept])
+            if size + s > bytes_left:
+                break
+            size += s
+            accept += 1
+        return accept, size
+
+    def _wake_locked(self) -> None:
+        if self._idle:
+            self._cond.notify()
+        elif len(self._workers) < self._config.max_in_flight:
+            worker = _Worker()
+            thread = threading.Thread(target=self._run, args=(worker, self._generation),
+                                      name=f"wideevents-{self.name}-sender", daemon=True)
+            worker.thread = thread
+            self._workers.append(worker)
+            thread.start()
+
+    def flush(self, timeout: float) -> bool:
+        """Send everything buffered now; True when nothing is pending. Never raises."""
+        deadline = _monotonic() + max(0.0, timeout)
+        with self._lock:
+            return self._wait_drained_locked(deadline)
+
+    def _wait_drained_locked(self, deadline: float) -> bool:
+        if self._buffered + self._in_flight_items == 0:
+            return True
+        self._urgent += 1
+        try:
+            for _ in range(min(len(self._queues), self._config.max_in_flight)):
+                self._wake_locked()
+            self._cond.notify_all()
+            while self._buffered + self._in_flight_items > 0:
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    return False
+                self._drained.wait(remaining)
+            return True
+        finally:
+            self._urgent -= 1
+
+    def close(self, timeout: float) -> bool:
+        """Flush within ``timeout``, then drop what is left as "shutdown"; True if all delivered."""
+        deadline = _monotonic() + max(0.0, timeout)
+        with self._lock:
+            if self._closed:
+                return self._buffered + self._in_flight_items == 0
+            self._closing = True
+            delivered = self._wait_drained_locked(deadline)
+            self._closed = True
+            if not delivered:
+                self._abort_locked()
+            self._cond.notify_all()
+            workers = list(self._workers)
+        for worker in workers:
+            thread = worker.thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, min(0.2, deadline - _monotonic())))
+        return delivered
+
+    def _abort_locked(self) -> None:
+        report = self._reporter.report
+        for batch in self._in_flight:
+            if not batch.aborted and batch.unreported:
+                report("dropped", "shutdown", batch.unreported, None, 0)
+                self._in_flight_items -= batch.unreported
+                batch.unreported = 0
+            batch.aborted = True
+        for q in self._queues.values():
+            if q.items:
+                report("dropped", "shutdown", len(q.items), q.tags, 0)
+        self._queues.clear()
+        self._buffered = self._buffered_bytes = 0
+        self._abort.set()
+        for worker in self._workers:
+            worker.pool.abort()
+        self._drained.notify_all()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's items (unreported), threads and connections."""
+        if self._pid == os.getpid():
+            return
+        workers = self._workers
+        self._init_state()
+        for worker in workers:
+            worker.pool.forget()
+
+    # -- sender threads -----------------------------------------------------------------
+    def _run(self, worker: _Worker, generation: int) -> None:
+        try:
+            while True:
+                batch = self._next_batch(generation)
+                if batch is None:
+                    return
+                try:
+                    self._delivery.deliver(worker.pool, batch, self._abort)
+                except Exception as exc:  # noqa: BLE001 - never leave items unaccounted
+                    log_once(f"{self.name}:internal:{type(exc).__name__}",
+                             "wideevents: %s sender failed (%s); its batch was dropped",
+                             self.name, type(exc).__name__)
+                    self._settle(batch, "dropped", "internal_error", batch.unreported, None, 0)
+                finally:
+                    self._finish(batch)
+        finally:
+            with self._lock:
+                if generation == self._generation and worker in self._workers:
+                    self._workers.remove(worker)
+            worker.pool.close()
+
+    def _next_batch(self, generation: int) -> Batch | None:
+        cfg = self._config
+        with self._lock:
+            while True:
+                if generation != self._generation or self._abort.is_set():
+                    return None
+                now = _monotonic()
+                urgent = self._urgent > 0 or self._closing
+                best: tuple[Destination, _Queue] | None = None
+                wait: float | None = None
+                for dest, q in self._queues.items():
+                    if not q.items:
+                        continue
+                    due = q.since + cfg.send_interval - now
+                    if (urgent or due <= 0 or len(q.items) >= cfg.max_batch_events
+                            or q.nbytes >= cfg.max_batch_bytes):
+                        if best is None or q.since < best[1].since:
+                            best = (dest, q)
+                    elif wait is None or due < wait:
+                        wait = due
+                if best is not None:
+                    q = best[1]
+                    batch = self._take(best[0], q, now)
+                    if urgent or len(q.items) >= cfg.max_batch_events or (
+                            q.nbytes >= cfg.max_batch_bytes):
+                        self._wake_locked()  # another full batch is ready: one more in flight
+                    return batch
+                if self._closing:
+                    return None
+                self._idle += 1
+                try:
+                    self._cond.wait(wait)
+                finally:
+                    self._idle -= 1
+
+    def _take(self, dest: Destination, q: _Queue, now: float) -> Batch:
+        cfg = self._config
+        items = q.items
+        if len(items) <= cfg.max_batch_events and q.nbytes <= cfg.max_batch_bytes:
+            n, size = len(items), q.nbytes
+        else:
+            n = size = 0
+            limit = min(len(items), cfg.max_batch_events)
+            while n < limit:
+                s = len(items[n])
+                if n and size + s > cfg.max_batch_bytes:
+                    break
+                size += s
+                n += 1
+        taken = items[:n]
+        del items[:n]
+        tags = None
+        if q.tags is not None:
+            tags = q.tags[:n]
+            del q.tags[:n]
+        q.nbytes -= size
+        if items:
+            q.since = now  # the rest waits a fresh interval unless a full batch is ready
+        else:
+            del self._queues[dest]
+        self._buffered -= n
+        self._buffered_bytes -= size
+        self._in_flight_items += n
+        batch = Batch(dest, taken, tags, now + cfg.retry_deadline)
+        self._in_flight.add(batch)
+        return batch
+
+    def _finish(self, batch: Batch) -> None:
+        with self._lock:
+            self._in_flight.discard(batch)
+            if batch.unreported and not batch.aborted:
+                # A path above forgot to report: count rather than leak (never expected).
+                self._reporter.report("dropped", "internal_error", batch.unreported, None, 0)
+                self._in_flight_items -= batch.unreported
+                batch.unreported = 0
+            if self._buffered + self._in_flight_items == 0:
+                self._drained.notify_all()
+
+    def _settle(self, batch: Batch, outcome: str, reason: str, count: int,
+                tags: Sequence[object] | None, status: int) -> None:
+        if count <= 0:
+            return
+        with self._lock:
+            if batch.aborted:
+                return  # close() already reported these as dropped "shutdown"
+            batch.unreported -= count
+            self._in_flight_items -= count
+            self._reporter.report(outcome, reason, count, tags, status)
+            if self._buffered + self._in_flight_items == 0:
+                self._drained.notify_all()
+
+
+def _opt(tags: Sequence[object] | None, start: int = 0) -> Sequence[object] | None:
+    return None if tags is None else tags[start:]
