@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "`--only NAME` reruns one section and keeps the others (each section says when it "
         "ran only through this header's date, so rerun all before quoting them together).",
         "",
-        f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {_cpu()}, {platform.machine()}, {__import__('os').cpu_count()} cores, "
         f"{platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}; {_versions()}",

@@ -22,13 +22,13 @@ HEX16 = re.compile(r"^[0-9a-f]{16}$")
 
 def test_event_has_name_timestamp_duration_and_fields() -> None:
     """An event carries its name, an RFC 3339 UTC start time, its duration and its fields."""
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     with capture_events() as events:
         with wideevents.event("predict", user_id=7) as ev:
             ev.add({"model.version": "v3", "user.id": 42})
             ev["cache_hit"] = False
             time.sleep(0.02)
-    after = dt.datetime.now(dt.timezone.utc)
+    after = dt.datetime.now(dt.UTC)
     assert len(events) == 1
     e = events[0]
     assert e["name"] == "predict"
@@ -36,7 +36,7 @@ def test_event_has_name_timestamp_duration_and_fields() -> None:
     assert (e["model.version"], e["user.id"], e["cache_hit"]) == ("v3", 42, False)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", e["timestamp"])
     start = dt.datetime.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-        tzinfo=dt.timezone.utc)
+        tzinfo=dt.UTC)
     assert before - dt.timedelta(milliseconds=1) <= start <= after
     assert 20.0 <= e["duration_ms"] < 2000.0
 
@@ -291,7 +291,7 @@ def test_set_timestamp_overrides_start_time() -> None:
         with wideevents.event("a") as ev:
             ev.set_timestamp(1_700_000_000.25)
         with wideevents.event("b") as ev:
-            ev.set_timestamp(dt.datetime(2024, 1, 2, 3, 4, 5, 600000, tzinfo=dt.timezone.utc))
+            ev.set_timestamp(dt.datetime(2024, 1, 2, 3, 4, 5, 600000, tzinfo=dt.UTC))
     assert [e["timestamp"] for e in events] == [
         "2023-11-14T22:13:20.250000Z", "2024-01-02T03:04:05.600000Z"]
 

@@ -242,7 +242,7 @@ class Event:
         try:
             if isinstance(value, _dt.datetime):
                 if value.tzinfo is None:
-                    value = value.replace(tzinfo=_dt.timezone.utc)
+                    value = value.replace(tzinfo=_dt.UTC)
                 ns = round(value.timestamp() * 1e6) * 1000
             else:
                 ns = round(float(value) * 1e6) * 1000  # microseconds: what RFC 3339 shows

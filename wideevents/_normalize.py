@@ -165,9 +165,9 @@ def fix_surrogates(text: str) -> str:
 
 def _rfc3339(value: _dt.datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=_dt.timezone.utc)  # naive datetimes are taken as UTC
+        value = value.replace(tzinfo=_dt.UTC)  # naive datetimes are taken as UTC
     else:
-        value = value.astimezone(_dt.timezone.utc)
+        value = value.astimezone(_dt.UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}Z"
 
 
@@ -303,7 +303,7 @@ class Normalizer:
             return str(v)
         if isinstance(v, complex):
             return str(v)
-        if hasattr(v, "__array__") or (hasattr(v, "numpy") and callable(getattr(v, "numpy"))):
+        if hasattr(v, "__array__") or (hasattr(v, "numpy") and callable(v.numpy)):
             return self._array(key, _to_numpy(v), out, report)
         text = safe_repr(v)
         return self._string(key, text, report)

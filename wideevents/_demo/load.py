@@ -87,7 +87,7 @@ def simulate_clicks(predictions: list[tuple[str, str]], seed: int, *, share: flo
     rng = random.Random(seed + 1)
     now = time.time()
     sent = 0
-    for prediction_id, version in predictions:
+    for prediction_id, _version in predictions:
         if rng.random() >= share:
             continue
         late = rng.random() < late_share

@@ -84,7 +84,7 @@ class Models:
         })
 
     def score(self, version: str, matrix: np.ndarray, query_len: int, buggy: bool) -> np.ndarray:
-        scores = matrix @ self.weights[version]
+        scores: np.ndarray = np.asarray(matrix @ self.weights[version])
         if version == CANARY and buggy:
             # The canary's new length normalisation: log(34 - len) is NaN/-inf past 33 chars.
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -167,7 +167,8 @@ class Mixer:
         shadow = self.models.score(SHADOW, matrix, len(q), buggy)
         ev.shadow(SHADOW, ids=ids, scores=shadow, k=10,
                   duration_ms=(time.perf_counter() - t0) * 1000.0)
-        order = np.argsort(-np.nan_to_num(scores, nan=-np.inf))[:10] if ids else []
+        order: list[int] = (np.argsort(-np.nan_to_num(scores, nan=-np.inf))[:10].tolist()
+                            if ids else [])
         return {"results": [f"doc-{ids[i]}" for i in order], "prediction_id": ev.prediction_id,
                 "model_version": version}
 
