@@ -11,6 +11,8 @@ import pytest
 
 from wideevents import _config
 
+pytest_plugins = ["reliability_support"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Keep the query engine's columnar cache out of the home directory (subprocesses too)."""

@@ -9,8 +9,10 @@ default falls back to stdout JSON lines, never raised.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -57,7 +59,11 @@ def sinks_from_spec(spec: str) -> list[Any]:
         if not arg.strip():
             raise ConfigurationError(f"sink {spec!r} has no path: {SINK_SPEC_HELP}")
         return [_sinks.FileSink(arg.strip())]
-    if kind in ("honeycomb", "otlp") and not sep:
+    if kind in ("honeycomb", "otlp"):
+        if sep:  # what follows is never echoed: people paste API keys there
+            raise ConfigurationError(
+                f"sink {kind!r} takes nothing after ':' (the HONEYCOMB_* or "
+                f"OTEL_EXPORTER_OTLP_* variables configure it): {SINK_SPEC_HELP}")
         cls_name = "HoneycombSink" if kind == "honeycomb" else "OTLPSink"
         try:
             cls = getattr(_sinks, cls_name)
@@ -66,7 +72,9 @@ def sinks_from_spec(spec: str) -> list[Any]:
                 f"sink {kind!r} is not available in this version of wideevents; {SINK_SPEC_HELP}"
             ) from None
         return [cls()]
-    raise ConfigurationError(f"unknown sink {spec!r}: {SINK_SPEC_HELP}")
+    # Only a short name is echoed: a long value may be an API key set in the wrong variable.
+    shown = repr(kind) if len(kind) <= 16 else f"name of {len(kind)} characters"
+    raise ConfigurationError(f"unknown sink {shown}: {SINK_SPEC_HELP}")
 
 
 def _validate_sink(sink: Any) -> Any:
@@ -91,6 +99,7 @@ def _build(
     limits: Limits | None,
     redact: Iterable[str] | None,
     bind: bool = True,
+    self_report_interval: float | None = None,
 ) -> Pipeline:
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise ConfigurationError(f"service_name={service_name!r}: use a non-empty string")
@@ -117,13 +126,20 @@ def _build(
         raise ConfigurationError(f"static_fields={static!r}: use a dict of field -> value")
     if limits is not None and not isinstance(limits, Limits):
         raise ConfigurationError("limits: use wideevents.Limits(max_fields=..., ...)")
+    if self_report_interval is not None and (
+            isinstance(self_report_interval, bool)
+            or not isinstance(self_report_interval, (int, float))
+            or not 0 < self_report_interval < math.inf):
+        raise ConfigurationError(
+            f"self_report_interval={self_report_interval!r}: use seconds > 0 (e.g. 60) or None "
+            "(no wideevents.stats events)")
     parse_resource_attributes(os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""), strict=True)
     if sinks is None:
         env = os.environ.get("WIDEEVENTS_SINK", "").strip()
         try:
             sink_list = sinks_from_spec(env) if env else sinks_from_spec("stdout")
         except ConfigurationError as exc:
-            raise ConfigurationError(f"environment variable WIDEEVENTS_SINK={env!r}: {exc}") from None
+            raise ConfigurationError(f"environment variable WIDEEVENTS_SINK: {exc}") from None
     elif isinstance(sinks, str):
         sink_list = [s for part in sinks.split(",") for s in sinks_from_spec(part)]
     else:
@@ -143,6 +159,8 @@ def _build(
         limits=limits,
         redactor=Redactor(patterns),
         bind=bind,
+        self_report_interval=(None if self_report_interval is None
+                              else float(self_report_interval)),
     )
 
 
@@ -160,6 +178,7 @@ def configure(
     capture_stacktrace: bool = False,
     exit_timeout: float = 2.0,
     otel: bool | None = None,
+    self_report_interval: float | None = None,
 ) -> Pipeline:
     """Build and install the process-wide pipeline; raises ConfigurationError when wrong.
 
@@ -167,13 +186,17 @@ def configure(
     default ``WIDEEVENTS_SINK`` or stdout. ``redact`` adds names/globs to the default
     redaction list. ``otel``: correlate with OpenTelemetry (active spans become parents, the
     event's ids become the current span context); None means "if the application already
-    imported opentelemetry.trace". The previous pipeline is flushed and shut down (within 2 s).
+    imported opentelemetry.trace". ``self_report_interval``: every so many seconds the
+    worker emits a ``wideevents.stats`` event carrying :func:`stats` flattened to
+    ``stats.*`` fields (None: never). The previous pipeline is flushed and shut down
+    (within 2 s).
     """
     global _active, _capture_stacktrace, _exit_timeout
     if not isinstance(exit_timeout, (int, float)) or not exit_timeout >= 0:
         raise ConfigurationError(f"exit_timeout={exit_timeout!r}: use seconds >= 0")
     pipeline = _build(service_name, sinks, sampler, processors, static_fields, queue_size,
-                      enqueue_timeout, limits, redact, bind=False)
+                      enqueue_timeout, limits, redact, bind=False,
+                      self_report_interval=self_report_interval)
     with _lock:
         previous = _active
     if previous is not None:
@@ -253,12 +276,52 @@ def _register_atexit() -> None:
     if not _atexit_registered:
         _atexit_registered = True
         atexit.register(_at_exit)
+    _arm_multiprocessing_exit()
 
 
 def _at_exit() -> None:
     p = _active
     if p is not None:
         p.shutdown(timeout=_exit_timeout)
+
+
+class _ForkToken:
+    """A weak-referenceable key for multiprocessing's after-fork registry."""
+
+
+_fork_token = _ForkToken()
+_mp_armed_pid = 0
+
+
+def _arm_multiprocessing_exit(_token: object = None) -> None:
+    """Shut down at exit from multiprocessing's finalizers too, once per process.
+
+    ``multiprocessing`` ends its fork and forkserver children with ``os._exit()``: atexit
+    never runs there, but the finalizers of ``multiprocessing.util`` do (when the target
+    returns). A child clears the finalizers it inherits, then runs the after-fork
+    callbacks: this function is one, so the child arms itself again.
+    """
+    global _mp_armed_pid
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _mp_armed_pid == os.getpid():
+        return
+    _mp_armed_pid = os.getpid()
+    try:
+        util.Finalize(None, _at_exit, exitpriority=0)
+        util.register_after_fork(_fork_token, _arm_multiprocessing_exit)
+    except Exception as exc:  # noqa: BLE001 - exit flushing is best effort, never fatal
+        log_once("mp-finalize", "wideevents: cannot register a multiprocessing exit "
+                 "finalizer: %s", exc)
+
+
+def _before_fork() -> None:
+    # multiprocessing may have been imported after configure(): arm before its children fork.
+    if _active is not None:
+        _arm_multiprocessing_exit()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork)
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -287,21 +350,60 @@ def install_signal_handlers(timeout: float = 5.0,
     """On SIGTERM/SIGINT flush within ``timeout``, then run the previous handler.
 
     Call it from the main thread. With the default previous handler the process then
-    ends as it would have (SIGINT raises KeyboardInterrupt; SIGTERM terminates).
+    ends as it would have (SIGINT raises KeyboardInterrupt; SIGTERM terminates). The
+    program keeps running while the flush runs on a helper thread; a second signal
+    during the flush runs the previous handler at once. Calling it again replaces the
+    timeout (handlers are not stacked).
     """
     if threading.current_thread() is not threading.main_thread():
         raise ConfigurationError("install_signal_handlers() must be called from the main thread")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise ConfigurationError(f"install_signal_handlers(timeout={timeout!r}): use seconds >= 0")
     for signum in signals:
         previous = signal.getsignal(signum)
+        if isinstance(previous, _FlushThenChain):
+            previous = previous.previous
+        signal.signal(signum, _FlushThenChain(previous, float(timeout)))
 
-        def handler(num: int, frame: Any, _previous: Any = previous) -> None:
-            flush(timeout)
-            if callable(_previous):
-                _previous(num, frame)
-            elif _previous == signal.SIG_IGN:
-                return
-            else:
-                signal.signal(num, signal.SIG_DFL)
-                os.kill(os.getpid(), num)
 
-        signal.signal(signum, handler)
+class _FlushThenChain:
+    """A signal handler: flush on a helper thread, then deliver the signal again and chain.
+
+    Flushing inside the handler could deadlock: the handler runs on the main thread between
+    two bytecodes, possibly while that thread holds the pipeline's lock (in ``finish()``),
+    which the flush needs. So the handler only starts the helper and returns; the helper
+    flushes, then sends the same signal again, and the handler passes it on.
+    """
+
+    def __init__(self, previous: Any, timeout: float) -> None:
+        self.previous = previous
+        self.timeout = timeout
+        self._state = "idle"  # -> "flushing" (helper running) -> "flushed" (signal resent)
+        self._cycle = 0
+
+    def __call__(self, num: int, frame: Any) -> None:
+        if self._state == "idle":
+            self._state = "flushing"
+            threading.Thread(target=self._flush_and_resend, args=(num, self._cycle),
+                             name="wideevents-signal-flush", daemon=True).start()
+            return
+        # The helper's resent signal, or a second one during the flush: chain now.
+        self._state = "idle"
+        self._cycle += 1
+        self._chain(num, frame)
+
+    def _flush_and_resend(self, num: int, cycle: int) -> None:
+        flush(self.timeout)
+        if self._cycle == cycle and self._state == "flushing":
+            self._state = "flushed"
+            os.kill(os.getpid(), num)
+
+    def _chain(self, num: int, frame: Any) -> None:
+        previous = self.previous
+        if callable(previous):
+            previous(num, frame)
+        elif previous == signal.SIG_IGN:
+            return
+        else:  # SIG_DFL, or a handler installed outside Python (None): the default action
+            signal.signal(num, signal.SIG_DFL)
+            os.kill(os.getpid(), num)

@@ -189,7 +189,13 @@ class Event:
         if self._done:
             self._late(1)
             return
-        self._fields[key] = value if type(value) in _PASS else snapshot(value)
+        try:
+            self._fields[key] = value if type(value) in _PASS else snapshot(value)
+        except Exception as exc:  # noqa: BLE001 - a key whose __hash__ or __eq__ raises
+            self._pipeline.note_dropped_field("bad_key")
+            log_once("setitem-bad-key", "wideevents: a field with an unusable key was dropped "
+                     "(counted in stats()['fields']['dropped']['bad_key']): %s",
+                     safe_repr(exc, 200))
 
     def __getitem__(self, key: str) -> Any:
         return self._fields[key]
@@ -211,16 +217,17 @@ class Event:
         if self._done:
             self._late(1)
             return self
-        prior = self._fields.get(key, 0)
         try:
-            self._fields[key] = prior + by
-        except Exception:  # noqa: BLE001 - a user object's __add__ may raise anything
-            log_once(f"incr:{key}", "wideevents: incr(%r) on a non-numeric field; ignored", key)
+            self._fields[key] = self._fields.get(key, 0) + by
+        except Exception:  # noqa: BLE001 - a user object's __add__ (or a key's __hash__) may raise
+            name = key if type(key) is str else safe_repr(key, 100)
+            log_once(f"incr:{name}", "wideevents: incr(%r) on a non-numeric field; ignored", name)
         return self
 
     def timer(self, stage: str) -> _Timer:
         """Context manager timing a stage into ``timing.<stage>_ms`` (repeats add up)."""
-        return _Timer(self._fields if not self._done else {}, f"timing.{stage}_ms")
+        name = stage if type(stage) is str else safe_repr(stage, 100)  # str() may raise
+        return _Timer(self._fields if not self._done else {}, f"timing.{name}_ms")
 
     def add_trace(self, fields: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Event:
         """Add fields to this event and to every event started under it from now on."""

@@ -311,11 +311,14 @@ class Normalizer:
     def _mapping(self, prefix: str, mapping: Mapping[Any, Any], out: dict[str, Any],
                  report: FieldReport, depth: int) -> None:
         if depth > MAX_DEPTH:
-            out[prefix] = self._as_json_string(mapping)
+            out[prefix] = self._string(prefix, self._as_json_string(mapping), report)
             report.truncated.append((prefix, "depth"))
             return
         for k, v in mapping.items():
             key = f"{prefix}.{k if type(k) is str else self._key(k)}"
+            if len(key) > MAX_KEY_BYTES // 4 and key_too_long(key):
+                key = _utf8_prefix(key, MAX_KEY_BYTES)
+                report.truncated.append((key, "key_too_long"))
             self._value(key, v, out, report, depth)
 
     def _as_json_string(self, value: Any) -> str:
@@ -341,11 +344,11 @@ class Normalizer:
                 report.nonfinite.append(key)
             return None
         if isinstance(v, (Mapping, list, tuple, set, frozenset)) or type(v).__name__ == "ndarray":
-            return self._as_json_string(v)
+            return self._string(key, self._as_json_string(v), report)
         try:
             return self._scalar(key, v, {}, report, MAX_DEPTH)
         except _Expanded:  # an array-like inside a list: keep it whole, as a string
-            return self._as_json_string(_to_numpy(v))
+            return self._string(key, self._as_json_string(_to_numpy(v)), report)
 
     def _list(self, key: str, items: list[Any], out: dict[str, Any], report: FieldReport,
               depth: int) -> Any:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from ._ids import new_span_id, new_trace_id
 from ._limits import Limits, Redactor, apply_limits, dumps, fast_serialize, serialize
 from ._log import log_once
 from ._normalize import FieldReport, Normalizer, safe_repr
@@ -129,6 +130,7 @@ class Pipeline:
         batch_size: int = _BATCH,
         interval: float = _INTERVAL_S,
         bind: bool = True,
+        self_report_interval: float | None = None,
     ) -> None:
         self._static_builder = static_fields
         self._set_static(static_fields())
@@ -141,6 +143,7 @@ class Pipeline:
         self._normalize = Normalizer(max_string_bytes=self._limits.max_string_bytes)
         self._batch_size = batch_size
         self._interval = interval
+        self._report_every = self_report_interval
         self._sinks = list(sinks)
         taken: set[str] = set()
         self._names = [_sink_name(s, taken) for s in self._sinks]
@@ -183,6 +186,7 @@ class Pipeline:
         self._stopping = False
         self._closed = False
         self._pid = os.getpid()
+        self._next_report = time.monotonic() + (self._report_every or 0.0)
 
     def _after_fork_in_child(self) -> None:
         self._init_state()
@@ -240,8 +244,12 @@ class Pipeline:
         return True
 
     def note_late_field(self, count: int = 1) -> None:
+        self.note_dropped_field("late", count)
+
+    def note_dropped_field(self, reason: str, count: int = 1) -> None:
+        """Count fields the request thread could not record (``stats()["fields"]["dropped"]``)."""
         with self._lock:
-            self._fields_dropped["late"] = self._fields_dropped.get("late", 0) + count
+            self._fields_dropped[reason] = self._fields_dropped.get(reason, 0) + count
 
     def _start_worker(self) -> None:
         with self._lock:
@@ -259,6 +267,28 @@ class Pipeline:
             if self._stopping:
                 self._drain()
                 return
+            if self._report_every is not None and time.monotonic() >= self._next_report:
+                self._self_report(self._report_every)
+
+    def _self_report(self, every: float) -> None:
+        """Emit a ``wideevents.stats`` event: :meth:`stats` flattened to ``stats.*`` fields.
+
+        It is an event like any other (processors, sampler, limits, every sink), so it is
+        counted in the next report's ``stats.emitted``, not in its own.
+        """
+        self._next_report = time.monotonic() + every
+        try:
+            fields = self.base_fields.copy()
+            fields["name"] = "wideevents.stats"
+            fields["trace.trace_id"] = new_trace_id()
+            fields["trace.span_id"] = new_span_id()
+            fields["duration_ms"] = 0.0
+            _flatten("stats", self.stats(), fields)
+        except Exception as exc:  # noqa: BLE001
+            log_once("self-report", "wideevents: the stats event could not be built: %s",
+                     safe_repr(exc, 200))
+            return
+        self.enqueue(fields, time.time_ns())
 
     def _drain(self) -> None:
         while True:
@@ -509,6 +539,14 @@ class Pipeline:
     @property
     def sinks(self) -> list[Any]:
         return list(self._sinks)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}", inner, out)
+    else:
+        out[prefix] = value
 
 
 _ts_cache: tuple[int, str] = (-1, "")

@@ -48,19 +48,31 @@ class Origin(NamedTuple):
         return f"{self.scheme}://{self.host}:{self.port}{self.base_path}"
 
 
+def _shown(url: str) -> str:
+    """The URL as an error message may show it: credentials, query and fragment left out
+    (a key pasted into any of them must not reach logs)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.netloc.rpartition("@")[2]
+        return repr(f"{parts.scheme}://{host}{parts.path}"[:200])
+    except Exception:  # noqa: BLE001
+        return "the URL"
+
+
 def parse_origin(url: str) -> Origin:
     """Parse an ``http(s)://host[:port][/prefix]`` URL; raise ValueError saying what is wrong."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        raise ValueError(f"{_shown(url)} is not an http:// or https:// URL")
     if not parts.hostname:
-        raise ValueError(f"{url!r} has no host name")
+        raise ValueError(f"{_shown(url)} has no host name")
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{url!r} must not carry a query, fragment or credentials")
+        raise ValueError(f"{_shown(url)} must not carry a query, fragment or credentials "
+                         "(user:password@); pass keys in headers instead")
     try:
         port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"{url!r} has an invalid port") from exc
+    except ValueError:
+        raise ValueError(f"{_shown(url)} has an invalid port") from None
     if port is None:
         port = 443 if parts.scheme == "https" else 80
     return Origin(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))

@@ -34,8 +34,10 @@ Errors: an exception from the application gives ``error``, ``error.type``,
 that is what the server answers); a 5xx answer without an exception gives ``error=True``,
 ``error.type`` = the status code and ``error.message`` = its reason phrase (each only
 where the application has not set it already, e.g. from its own error handler).
-``lifespan`` and ``websocket`` scopes and excluded paths pass through untouched, with no
-event.
+``lifespan`` and ``websocket`` scopes and excluded paths pass through with no event; at
+``lifespan.shutdown`` the pipeline is flushed (within ``SHUTDOWN_FLUSH_TIMEOUT`` seconds)
+before the server is told shutdown is complete, because servers such as uvicorn end their
+worker processes with a signal that skips ``atexit``.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ class WideEventsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self.app(scope, receive, _flush_before_shutdown_complete(send))
+                return
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
@@ -269,3 +274,26 @@ def _route(scope: Scope, root_path: str) -> str | None:
             return found
     # No route recorded (older Starlette, a 404): match the request again from the top.
     return _http.walk_routes(routes, probe)
+
+
+SHUTDOWN_FLUSH_TIMEOUT = 5.0
+
+
+def _flush_before_shutdown_complete(send: Send) -> Send:
+    """Wrap a lifespan ``send``: deliver buffered events before shutdown completes."""
+
+    async def send_wrapper(message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            try:
+                import asyncio
+
+                from .. import _config
+
+                await asyncio.get_running_loop().run_in_executor(
+                    None, _config.flush, SHUTDOWN_FLUSH_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - never break the server's shutdown
+                log_once("asgi-lifespan-flush", "wideevents: flushing at lifespan shutdown "
+                         "failed: %s", safe_repr(exc, 200))
+        await send(message)
+
+    return send_wrapper

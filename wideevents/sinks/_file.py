@@ -89,10 +89,16 @@ class FileSink:
                     size += len(batch[j].json) + 1
                     j += 1
                 data = b"\n".join(r.json for r in batch[i:j]) + b"\n"
-                if self._write(data):
-                    written += j - i
+                done = self._write(data)
+                if done < len(data):
+                    # A short write (disk full, file size limit): the lines that reached the
+                    # file count as sent, and a torn last line is cut off again.
+                    whole = data.count(b"\n", 0, done)
+                    self._cut_torn_line(done - (data.rfind(b"\n", 0, done) + 1))
+                    written += whole
+                    failed += j - i - whole
                 else:
-                    failed += j - i
+                    written += j - i
                 i = j
         if self._ledger is not None:
             if written:
@@ -100,19 +106,37 @@ class FileSink:
             if failed:
                 self._ledger.dropped("write_error", failed)
 
-    def _write(self, data: bytes) -> bool:
+    def _write(self, data: bytes) -> int:
+        """Write ``data``; return how many bytes reached the file (``len(data)`` unless it failed)."""
         view = memoryview(data)
+        done = 0
         try:
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
+            while done < len(data):
+                n = os.write(self._fd, view[done:])
+                done += n
                 self._size += n
         except OSError as exc:
             log_once(f"file-write:{exc.errno}", "wideevents: FileSink could not write to %s (%s); "
                      "events are dropped and counted until writes succeed", self.path,
                      errno.errorcode.get(exc.errno or 0, str(exc.errno)))
-            return False
-        return True
+        return done
+
+    def _cut_torn_line(self, nbytes: int) -> None:
+        """Remove the ``nbytes`` of a partly written line from the end of the file.
+
+        Only when the file still ends with them (no other process appended since): the next
+        line would otherwise be glued to the torn one.
+        """
+        if nbytes <= 0:
+            return
+        try:
+            end = os.lseek(self._fd, 0, os.SEEK_CUR)
+            if os.fstat(self._fd).st_size == end:
+                os.ftruncate(self._fd, end - nbytes)
+                self._size -= nbytes
+        except OSError as exc:
+            log_once("file-torn-line", "wideevents: FileSink could not remove a partly written "
+                     "line from %s: %s", self.path, exc)
 
     def _rotate(self) -> None:
         try:

@@ -142,11 +142,13 @@ def _parse_headers(raw: str, source: str) -> dict[str, str]:
 
 def _check_headers(headers: Mapping[str, str], source: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for name, value in headers.items():
+    for position, (name, value) in enumerate(headers.items(), 1):
         if not isinstance(name, str) or not _TOKEN.match(name):
+            # The name itself is not shown: a misplaced key may be in it.
             raise ConfigurationError(
-                f"{source}: header name {str(name)[:40]!r} is not a valid HTTP header name "
-                "(letters, digits and !#$%&'*+-.^_`|~ only)")
+                f"{source}: header #{position} has an invalid HTTP header name (letters, digits "
+                "and !#$%&'*+-.^_`|~ only; a key belongs in the value, e.g. "
+                "'x-honeycomb-team=KEY')")
         if not isinstance(value, str) or not value.isprintable() or not value.isascii():
             raise ConfigurationError(
                 f"{source}: the value of header {name!r} must be printable ASCII text without "
