@@ -34,7 +34,7 @@ Sampler = Callable[[dict[str, Any]], int]
 _BATCH = 512
 _INTERVAL_S = 0.1
 _WAKE_AT = 256
-_PIPELINES: "weakref.WeakSet[Pipeline]" = weakref.WeakSet()
+_PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
 
 class _Ledger:
