@@ -222,9 +222,8 @@ def test_5xx_answer_without_exception_is_an_error(events: list[dict[str, Any]]) 
             (None, None, None)] == got
 
 
-def test_lifespan_and_websocket_scopes_pass_through_untouched(
-        events: list[dict[str, Any]]) -> None:
-    """Non-http scopes reach the app with the very same scope, receive and send objects."""
+def test_websocket_scope_passes_through_untouched(events: list[dict[str, Any]]) -> None:
+    """A websocket scope reaches the app with the very same scope, receive and send objects."""
     seen: list[tuple[Any, Any, Any]] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -236,14 +235,42 @@ def test_lifespan_and_websocket_scopes_pass_through_untouched(
     async def send(message: Message) -> None:
         return None
 
-    middleware = WideEventsMiddleware(app)
-    lifespan = {"type": "lifespan", "asgi": {"version": "3.0"}}
     websocket = {"type": "websocket", "path": "/ws", "headers": []}
-    asyncio.run(middleware(lifespan, receive, send))
-    asyncio.run(middleware(websocket, receive, send))
-    assert [(lifespan, receive, send), (websocket, receive, send)] == seen
-    assert seen[0][0] is lifespan and seen[1][0] is websocket
+    asyncio.run(WideEventsMiddleware(app)(websocket, receive, send))
+    assert [(websocket, receive, send)] == seen
+    assert seen[0][0] is websocket
     assert [] == events
+
+
+def test_lifespan_shutdown_flushes_before_completing() -> None:
+    """Lifespan messages pass unchanged; events are delivered before shutdown completes."""
+    from wideevents.sinks import MemorySink
+
+    memory = MemorySink()
+    wideevents.configure(sinks=[memory])
+    got: list[tuple[str, int]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        assert (await receive())["type"] == "lifespan.startup"
+        await send({"type": "lifespan.startup.complete"})
+        assert (await receive())["type"] == "lifespan.shutdown"
+        for i in range(5):
+            with wideevents.event("last-words", i=i):
+                pass
+        await send({"type": "lifespan.shutdown.complete"})
+
+    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> Message:
+        return next(incoming)
+
+    async def send(message: Message) -> None:
+        got.append((message["type"], len(memory.events)))
+
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+    asyncio.run(WideEventsMiddleware(app)(scope, receive, send))
+    assert got == [("lifespan.startup.complete", 0), ("lifespan.shutdown.complete", 5)]
 
 
 def test_prediction_id_header_only_when_the_event_has_one(events: list[dict[str, Any]]) -> None:
