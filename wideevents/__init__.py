@@ -15,9 +15,8 @@ from typing import Any
 
 from ._config import configure, flush, install_signal_handlers, shutdown, stats
 from ._errors import ConfigurationError
-from ._event import (
-    Event, add, add_trace, current_event, event, in_context, inject, instrument,
-)
+from ._event import Event, add, add_trace, current_event, event, inject
+from ._instrument import in_context, instrument
 from ._limits import Limits
 from ._pipeline import Pipeline
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._ids import new_span_id, new_trace_id
+from ._ledger import Ledger, call_with_deadline, sink_name
 from ._limits import Limits, Redactor, apply_limits, dumps, fast_serialize, serialize
 from ._log import log_once
 from ._normalize import FieldReport, Normalizer, safe_repr
@@ -35,82 +36,6 @@ _BATCH = 512
 _INTERVAL_S = 0.1
 _WAKE_AT = 256
 _PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
-
-
-class _Ledger:
-    """One sink's outcome counters; shares the pipeline's lock."""
-
-    __slots__ = ("name", "lock", "sent_n", "rejected_by", "dropped_by", "held", "closed",
-                 "_field_drops")
-
-    def __init__(self, name: str, lock: threading.Lock, field_drops: dict[str, int]) -> None:
-        self.name = name
-        self.lock = lock
-        self._field_drops = field_drops
-        self.sent_n = 0
-        self.rejected_by: dict[str, int] = {}
-        self.dropped_by: dict[str, int] = {}
-        self.held = 0
-        self.closed = False
-
-    def sent(self, n: int = 1) -> None:
-        with self.lock:
-            if not self.closed:
-                self.sent_n += n
-                self.held -= n
-
-    def rejected(self, reason: str, n: int = 1) -> None:
-        with self.lock:
-            if not self.closed:
-                self.rejected_by[reason] = self.rejected_by.get(reason, 0) + n
-                self.held -= n
-
-    def dropped(self, reason: str, n: int = 1) -> None:
-        with self.lock:
-            if not self.closed:
-                self.dropped_by[reason] = self.dropped_by.get(reason, 0) + n
-                self.held -= n
-
-    def fields_dropped(self, reason: str, n: int = 1) -> None:
-        """A sink removed ``n`` fields from events (e.g. an SDK attribute limit): counted in
-        ``stats()["fields"]["dropped"]``, never silent."""
-        with self.lock:
-            self._field_drops[reason] = self._field_drops.get(reason, 0) + n
-
-    def close(self) -> None:
-        """Whatever the sink still holds is lost: count it as dropped at shutdown."""
-        with self.lock:
-            if self.held > 0:
-                self.dropped_by["shutdown"] = self.dropped_by.get("shutdown", 0) + self.held
-                self.held = 0
-            self.closed = True
-
-
-def _call_with_deadline(fn: Callable[[float], Any], timeout: float) -> bool:
-    """Call ``fn(timeout)`` in a helper thread: a hung sink cannot hold us past the deadline."""
-    result: list[Any] = []
-
-    def run() -> None:
-        try:
-            result.append(fn(timeout))
-        except Exception as exc:  # noqa: BLE001
-            log_once(f"sink-call:{type(exc).__name__}", "wideevents: a sink failed to flush/close: %s",
-                     safe_repr(exc, 200))
-            result.append(False)
-
-    t = threading.Thread(target=run, name="wideevents-sink-call", daemon=True)
-    t.start()
-    t.join(max(0.0, timeout))
-    return bool(result and result[0] is not False)
-
-
-def _sink_name(sink: object, taken: set[str]) -> str:
-    base = getattr(sink, "name", None) or type(sink).__name__.lower()
-    name, i = str(base), 2
-    while name in taken:
-        name, i = f"{base}#{i}", i + 1
-    taken.add(name)
-    return name
 
 
 class Pipeline:
@@ -146,7 +71,7 @@ class Pipeline:
         self._report_every = self_report_interval
         self._sinks = list(sinks)
         taken: set[str] = set()
-        self._names = [_sink_name(s, taken) for s in self._sinks]
+        self._names = [sink_name(s, taken) for s in self._sinks]
         self.on_start_hooks: tuple[Callable[[Any], None], ...] = tuple(
             s.on_start for s in self._sinks if callable(getattr(s, "on_start", None))
         )
@@ -181,7 +106,7 @@ class Pipeline:
         self._errors: dict[str, int] = {}
         self._fields_dropped: dict[str, int] = {}
         self._fields_truncated: dict[str, int] = {}
-        self._ledgers = [_Ledger(n, self._lock, self._fields_dropped) for n in self._names]
+        self._ledgers = [Ledger(n, self._lock, self._fields_dropped) for n in self._names]
         self._worker: threading.Thread | None = None
         self._stopping = False
         self._closed = False
@@ -453,7 +378,7 @@ class Pipeline:
                     if remaining <= 0:
                         ok = False
                         break
-                    ok = _call_with_deadline(fn, remaining) and ok
+                    ok = call_with_deadline(fn, remaining) and ok
             with self._lock:
                 pending = len(self._queue) + self._inflight + max(
                     (lg.held for lg in self._ledgers), default=0)
@@ -486,7 +411,7 @@ class Pipeline:
         for sink in self._sinks:
             fn = getattr(sink, "close", None)
             if callable(fn):
-                ok = _call_with_deadline(fn, max(0.0, deadline - time.monotonic())) and ok
+                ok = call_with_deadline(fn, max(0.0, deadline - time.monotonic())) and ok
         for ledger in self._ledgers:
             with self._lock:
                 held = ledger.held

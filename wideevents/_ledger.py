@@ -1,0 +1,92 @@
+"""Per-sink accounting and the deadline-bounded calls the pipeline makes into sinks.
+
+Every outcome counter moves under the pipeline's one lock, which is what keeps the
+``stats()`` equation exact in every snapshot.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._log import log_once
+from ._normalize import safe_repr
+
+__all__ = ["Ledger", "call_with_deadline", "sink_name"]
+
+
+class Ledger:
+    """One sink's outcome counters; shares the pipeline's lock."""
+
+    __slots__ = ("name", "lock", "sent_n", "rejected_by", "dropped_by", "held", "closed",
+                 "_field_drops")
+
+    def __init__(self, name: str, lock: threading.Lock, field_drops: dict[str, int]) -> None:
+        self.name = name
+        self.lock = lock
+        self._field_drops = field_drops
+        self.sent_n = 0
+        self.rejected_by: dict[str, int] = {}
+        self.dropped_by: dict[str, int] = {}
+        self.held = 0
+        self.closed = False
+
+    def sent(self, n: int = 1) -> None:
+        with self.lock:
+            if not self.closed:
+                self.sent_n += n
+                self.held -= n
+
+    def rejected(self, reason: str, n: int = 1) -> None:
+        with self.lock:
+            if not self.closed:
+                self.rejected_by[reason] = self.rejected_by.get(reason, 0) + n
+                self.held -= n
+
+    def dropped(self, reason: str, n: int = 1) -> None:
+        with self.lock:
+            if not self.closed:
+                self.dropped_by[reason] = self.dropped_by.get(reason, 0) + n
+                self.held -= n
+
+    def fields_dropped(self, reason: str, n: int = 1) -> None:
+        """A sink removed ``n`` fields from events (e.g. an SDK attribute limit): counted in
+        ``stats()["fields"]["dropped"]``, never silent."""
+        with self.lock:
+            self._field_drops[reason] = self._field_drops.get(reason, 0) + n
+
+    def close(self) -> None:
+        """Whatever the sink still holds is lost: count it as dropped at shutdown."""
+        with self.lock:
+            if self.held > 0:
+                self.dropped_by["shutdown"] = self.dropped_by.get("shutdown", 0) + self.held
+                self.held = 0
+            self.closed = True
+
+
+def call_with_deadline(fn: Callable[[float], Any], timeout: float) -> bool:
+    """Call ``fn(timeout)`` in a helper thread: a hung sink cannot hold us past the deadline."""
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(fn(timeout))
+        except Exception as exc:  # noqa: BLE001
+            log_once(f"sink-call:{type(exc).__name__}", "wideevents: a sink failed to flush/close: %s",
+                     safe_repr(exc, 200))
+            result.append(False)
+
+    t = threading.Thread(target=run, name="wideevents-sink-call", daemon=True)
+    t.start()
+    t.join(max(0.0, timeout))
+    return bool(result and result[0] is not False)
+
+
+def sink_name(sink: object, taken: set[str]) -> str:
+    base = getattr(sink, "name", None) or type(sink).__name__.lower()
+    name, i = str(base), 2
+    while name in taken:
+        name, i = f"{base}#{i}", i + 1
+    taken.add(name)
+    return name
