@@ -23,21 +23,18 @@ event counts per dataset.
 from __future__ import annotations
 
 import argparse
-import gzip
-import socket
-import struct
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import orjson
-import zstandard
+
+from loopback_http import LoopbackHandler, LoopbackReceiver, LoopbackServer, slow_reply
+from loopback_http import decode_body as _decode
 
 MAX_FIELDS = 2000
 MAX_EVENT_BYTES = 1_000_000
@@ -59,117 +56,65 @@ class RequestInfo:
     fault: str
 
 
-class HoneycombReceiver:
+_Server = LoopbackServer  # the name reliability_support builds its faulty receiver on
+
+
+class _Handler(LoopbackHandler):
+    def _reply(self, status: int, body: Any) -> None:
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        self.send_body(status, data, "application/json")
+
+    def not_found(self, message: str) -> None:
+        self._reply(404, {"error": message})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        receiver = cast(HoneycombReceiver, self.server.receiver)
+        raw = self.read_body()
+        parts = self.path.split("/")
+        if len(parts) != 4 or parts[1] != "1" or parts[2] not in ("batch", "markers"):
+            self.not_found("unknown endpoint")
+            return
+        key = self.headers.get("X-Honeycomb-Team")
+        if not key:
+            self._reply(401, {"error": "missing API key"})
+            return
+        if key != receiver.api_key:
+            self._reply(401, {"error": "unknown API key - check your credentials"})
+            return
+        dataset = unquote(parts[3])
+        if parts[2] == "markers":
+            self._reply(*receiver.handle_marker(dataset, raw))
+            return
+        encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
+        status, body, fault = receiver.handle_batch(dataset, encoding, raw)
+        if not self.ended_by_fault(fault):
+            self._reply(status, body)
+
+
+class HoneycombReceiver(LoopbackReceiver):
     """The server; use as a context manager. ``url`` is the api_host to give the sink."""
+
+    handler = _Handler
+    faults = FAULTS
+    thread_name = "honeycomb-receiver"
+    stats_key = "events"
 
     def __init__(self, api_key: str = "test-key", *, store: bool = True,
                  max_batch_bytes: int = MAX_BATCH_BYTES, delay: float = 0.0) -> None:
+        super().__init__()
         self.api_key = api_key
         self.store = store
         self.max_batch_bytes = max_batch_bytes
         self.delay = delay
-        self.lock = threading.Lock()
         self.events: list[dict[str, Any]] = []
         self.markers: list[dict[str, Any]] = []
         self.requests: list[RequestInfo] = []
-        self.counts: dict[str, int] = {}
-        self.connections = 0
-        self._faults: list[str] = []
-        self._timed: tuple[str, float] | None = None
-        self._release = threading.Event()
-        self._open: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
-        self.port = 0
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, port: int = 0) -> HoneycombReceiver:
-        server = _Server(("127.0.0.1", port or self.port), _Handler)
-        server.receiver = self
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name="honeycomb-receiver")
-        self._thread.start()
-        return self
-
-    def _stop_listening(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        with self.lock:
-            conns = list(self._open)
-        for conn in conns:
-            _reset(conn)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._release.set()
-        self._stop_listening()
-
-    def __enter__(self) -> HoneycombReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    # -- faults ------------------------------------------------------------------------------
-    def inject(self, fault: str, times: int = 1) -> None:
-        """Apply ``fault`` to the next ``times`` batch requests."""
-        assert fault in FAULTS, fault
-        with self.lock:
-            self._faults.extend([fault] * times)
-
-    def fault_for(self, fault: str, seconds: float) -> None:
-        """Apply ``fault`` to every batch request for the next ``seconds``."""
-        assert fault in FAULTS, fault
-        with self.lock:
-            self._timed = (fault, time.monotonic() + seconds)
-
-    def refuse_for(self, seconds: float) -> None:
-        """Close the listening socket and open connections now; listen again after ``seconds``."""
-        self._stop_listening()
-        self._timer = threading.Timer(seconds, self.start, kwargs={"port": self.port})
-        self._timer.daemon = True
-        self._timer.start()
-
-    def release(self) -> None:
-        """Let requests held by the "hang" fault finish (with a reset)."""
-        self._release.set()
-
-    def _next_fault(self) -> str:
-        with self.lock:
-            if self._faults:
-                return self._faults.pop(0)
-            if self._timed is not None:
-                fault, until = self._timed
-                if time.monotonic() < until:
-                    return fault
-                self._timed = None
-        return ""
 
     # -- assertions --------------------------------------------------------------------------
     def received(self, dataset: str | None = None) -> list[dict[str, Any]]:
         """Accepted events (each ``{"dataset", "data", "time", "samplerate"}``)."""
         with self.lock:
             return [e for e in self.events if dataset is None or e["dataset"] == dataset]
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
-        """Wait until ``count`` events were accepted."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if sum(self.counts.values()) >= count:
-                    return True
-            time.sleep(0.01)
-        return False
 
     # -- the Events API ----------------------------------------------------------------------
     def handle_batch(self, dataset: str, encoding: str, raw: bytes) -> tuple[int, Any, str]:
@@ -205,8 +150,7 @@ class HoneycombReceiver:
             statuses.append({"status": 202})
             accepted.append({"dataset": dataset, "data": element["data"],
                              "time": element.get("time"), "samplerate": element.get("samplerate")})
-        if fault == "slow" or self.delay:
-            time.sleep(self.delay or 0.5)
+        slow_reply(fault, self.delay)
         with self.lock:
             if self.store:
                 self.events.extend(accepted)
@@ -229,18 +173,6 @@ class HoneycombReceiver:
             self.markers.append(marker)
         return 201, marker
 
-
-def _decode(encoding: str, raw: bytes) -> bytes:
-    if encoding in ("", "identity"):
-        return raw
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(raw)
-        if encoding == "zstd":
-            return zstandard.ZstdDecompressor().decompressobj().decompress(raw)
-    except (OSError, EOFError, zstandard.ZstdError) as exc:
-        raise ValueError(f"cannot decode {encoding} body") from exc
-    raise ValueError(f"unsupported Content-Encoding {encoding!r}")
 
 
 def _check_event(element: Any) -> str:
@@ -274,103 +206,16 @@ def _is_rfc3339(value: Any) -> bool:
         return False
 
 
-def _reset(conn: socket.socket) -> None:
-    try:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-    receiver: HoneycombReceiver
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        receiver = self.server.receiver
-        with receiver.lock:
-            receiver.connections += 1
-            receiver._open.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.receiver.lock:
-            self.server.receiver._open.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass  # quiet: the tests read what they need from the receiver
-
-    def _reply(self, status: int, body: Any) -> None:
-        data = body if isinstance(body, bytes) else orjson.dumps(body)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        receiver = self.server.receiver
-        if self.path == "/_receiver/stats":
-            with receiver.lock:
-                stats = {"events": dict(receiver.counts), "requests": len(receiver.requests),
-                         "connections": receiver.connections}
-            self._reply(200, stats)
-        else:
-            self._reply(404, {"error": "not found"})
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        receiver = self.server.receiver
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        parts = self.path.split("/")
-        if len(parts) != 4 or parts[1] != "1" or parts[2] not in ("batch", "markers"):
-            self._reply(404, {"error": "unknown endpoint"})
-            return
-        key = self.headers.get("X-Honeycomb-Team")
-        if not key:
-            self._reply(401, {"error": "missing API key"})
-            return
-        if key != receiver.api_key:
-            self._reply(401, {"error": "unknown API key - check your credentials"})
-            return
-        dataset = unquote(parts[3])
-        if parts[2] == "markers":
-            self._reply(*receiver.handle_marker(dataset, raw))
-            return
-        encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
-        status, body, fault = receiver.handle_batch(dataset, encoding, raw)
-        if fault == "hang":
-            receiver._release.wait()
-            status, fault = 0, "reset"
-        if fault == "reset":
-            _reset(self.connection)
-            self.close_connection = True
-            return
-        self._reply(status, body)
-
-
 @contextmanager
 def running(**kwargs: Any) -> Iterator[HoneycombReceiver]:
     """``with running(api_key=...) as receiver:`` a started receiver, stopped at exit."""
-    receiver = HoneycombReceiver(**kwargs).start()
-    try:
+    with HoneycombReceiver(**kwargs) as receiver:
         yield receiver
-    finally:
-        receiver.stop()
 
 
 class ExactLedger:
-    """A SinkLedger that knows how many records were exported and flags double reports."""
+    """A SinkLedger that knows how many records were exported and flags double reports
+    (shared by the Honeycomb, OTLP and OpenTelemetry sink tests)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -378,7 +223,16 @@ class ExactLedger:
         self.sent_count = 0
         self.rejected_by: dict[str, int] = {}
         self.dropped_by: dict[str, int] = {}
+        self.fields: dict[str, int] = {}
         self.overcounted = False
+
+    def fields_dropped(self, reason: str, n: int = 1) -> None:
+        with self.lock:
+            self.fields[reason] = self.fields.get(reason, 0) + n
+
+    def outcome(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        with self.lock:
+            return self.sent_count, dict(self.rejected_by), dict(self.dropped_by)
 
     def expect(self, n: int) -> None:
         with self.lock:
@@ -426,12 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-store", action="store_true", help="count events, do not keep them")
     args = parser.parse_args(argv)
     receiver = HoneycombReceiver(args.key, store=not args.no_store, delay=args.delay)
-    receiver.start(args.port)
-    print(f"PORT {receiver.port}", flush=True)
-    try:
-        sys.stdin.read()  # the parent closes stdin (or exits) to stop us
-    finally:
-        receiver.stop()
+    receiver.serve_until_stdin_closes(args.port)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from honeycomb_receiver import ExactLedger  # noqa: F401 - re-exported: one ledger for all sinks
+
 from wideevents import _event, _otel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,65 +176,6 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 60
     return proc.stdout
 
 
-class ExactLedger:
-    """A SinkLedger that fails loudly when more records are reported than were exported."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.lock = threading.Lock()
-        self.exported = 0
-        self.sent_count = 0
-        self.rejected_by: dict[str, int] = {}
-        self.dropped_by: dict[str, int] = {}
-        self.fields: dict[str, int] = {}
-        self.overcounted = False
-
-    def expect(self, n: int) -> None:
-        with self.lock:
-            self.exported += n
-
-    def _add(self, n: int) -> None:
-        if self.reported + n > self.exported:
-            self.overcounted = True
-
-    def sent(self, n: int = 1) -> None:
-        with self.lock:
-            self._add(n)
-            self.sent_count += n
-
-    def rejected(self, reason: str, n: int = 1) -> None:
-        with self.lock:
-            self._add(n)
-            self.rejected_by[reason] = self.rejected_by.get(reason, 0) + n
-
-    def dropped(self, reason: str, n: int = 1) -> None:
-        with self.lock:
-            self._add(n)
-            self.dropped_by[reason] = self.dropped_by.get(reason, 0) + n
-
-    def fields_dropped(self, reason: str, n: int = 1) -> None:
-        with self.lock:
-            self.fields[reason] = self.fields.get(reason, 0) + n
-
-    @property
-    def reported(self) -> int:
-        return self.sent_count + sum(self.rejected_by.values()) + sum(self.dropped_by.values())
-
-    def outcome(self) -> tuple[int, dict[str, int], dict[str, int]]:
-        with self.lock:
-            return self.sent_count, dict(self.rejected_by), dict(self.dropped_by)
-
-    def wait_reported(self, timeout: float = 10.0) -> bool:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if self.reported >= self.exported:
-                    return True
-            time.sleep(0.005)
-        return False
 
 
 def make_records(n: int, start: int = 0, **extra: Any) -> list[Any]:

@@ -24,27 +24,21 @@ from __future__ import annotations
 
 import argparse
 import base64
-import gzip
 import random
 import re
-import socket
-import struct
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 import orjson
-import zstandard
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
+
+from loopback_http import LoopbackHandler, LoopbackReceiver, decode_body, slow_reply
 
 FAULTS = ("400", "401", "413", "429", "500", "503", "slow", "reset", "malformed", "hang",
           "partial")
@@ -125,110 +119,54 @@ def _hex_to_base64(node: Any) -> Any:
     return node
 
 
-class OTLPReceiver:
+class _Handler(LoopbackHandler):
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        receiver = cast(OTLPReceiver, self.server.receiver)
+        raw = self.read_body()
+        path = self.path.split("?")[0]
+        if not (path.endswith("/v1/logs") or path.endswith("/v1/traces")):
+            self.not_found("unknown endpoint")
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, body, ctype, fault = receiver.handle_export(path, headers, raw)
+        if not self.ended_by_fault(fault):
+            self.send_body(status, body, ctype)
+
+
+class OTLPReceiver(LoopbackReceiver):
     """The server; use as a context manager. ``url`` is the base endpoint for the exporter."""
+
+    handler = _Handler
+    faults = FAULTS
+    thread_name = "otlp-receiver"
+    stats_key = "records"
 
     def __init__(self, *, store: bool = True, required_headers: dict[str, str] | None = None,
                  delay: tuple[float, float] = (0.0, 0.0), seed: int = 0) -> None:
+        super().__init__()
         self.store = store
         self.required_headers = {k.lower(): v for k, v in (required_headers or {}).items()}
         self.delay = delay
-        self.lock = threading.Lock()
         self.records: list[Received] = []
         self.requests: list[RequestInfo] = []
-        self.counts: dict[str, int] = {}
-        self.connections = 0
         self.partial_rejects = 0
         self.partial_message = "some records were rejected"
         self._random = random.Random(seed)
-        self._faults: list[str] = []
-        self._timed: tuple[str, float] | None = None
-        self._release = threading.Event()
-        self._open: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, port: int = 0) -> OTLPReceiver:
-        server = _Server(("127.0.0.1", port or self.port), _Handler)
-        server.receiver = self
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name="otlp-receiver")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._release.set()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        with self.lock:
-            conns = list(self._open)
-        for conn in conns:
-            _reset(conn)
-
-    def __enter__(self) -> OTLPReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # -- faults ------------------------------------------------------------------------------
     def inject(self, fault: str, times: int = 1, *, rejects: int = 0, message: str = "") -> None:
         """Apply ``fault`` to the next ``times`` export requests ("partial": reject ``rejects``)."""
-        assert fault in FAULTS, fault
         with self.lock:
-            self._faults.extend([fault] * times)
             if fault == "partial":
                 self.partial_rejects = rejects
                 self.partial_message = message
+        super().inject(fault, times)
         self._release.clear()
-
-    def fault_for(self, fault: str, seconds: float) -> None:
-        """Apply ``fault`` to every export request for the next ``seconds``."""
-        assert fault in FAULTS, fault
-        with self.lock:
-            self._timed = (fault, time.monotonic() + seconds)
-
-    def release(self) -> None:
-        """Let requests held by the "hang" fault end (with a reset)."""
-        self._release.set()
-
-    def _next_fault(self) -> str:
-        with self.lock:
-            if self._faults:
-                return self._faults.pop(0)
-            if self._timed is not None:
-                fault, until = self._timed
-                if time.monotonic() < until:
-                    return fault
-                self._timed = None
-        return ""
 
     # -- assertions --------------------------------------------------------------------------
     def received(self, signal: str | None = None) -> list[Received]:
         with self.lock:
             return [r for r in self.records if signal is None or r.signal == signal]
-
-    def total(self) -> int:
-        with self.lock:
-            return sum(self.counts.values())
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.total() >= count:
-                return True
-            time.sleep(0.01)
-        return False
 
     # -- OTLP/HTTP ---------------------------------------------------------------------------
     def handle_export(self, path: str, headers: dict[str, str], raw: bytes
@@ -251,7 +189,7 @@ class OTLPReceiver:
         if ctype not in ("application/json", "application/x-protobuf"):
             return 415, _status(3, f"unsupported content type {ctype!r}", as_json), reply_type, ""
         try:
-            body = _decode(headers.get("content-encoding", "").strip().lower(), raw)
+            body = decode_body(headers.get("content-encoding", "").strip().lower(), raw)
             records = (self._parse(signal, body, as_json) if self.store
                        else _count(signal, body, as_json))
         except (ValueError, DecodeError, json_format.ParseError) as exc:
@@ -261,10 +199,11 @@ class OTLPReceiver:
             rejected = min(self.partial_rejects, len(records))
         accepted = records[rejected:]
         low, high = self.delay
-        if fault == "slow" or high > 0:
+        pause = 0.0
+        if high > 0:
             with self.lock:
-                pause = self._random.uniform(low, high) if high > 0 else 0.5
-            time.sleep(pause)
+                pause = self._random.uniform(low, high)
+        slow_reply(fault, pause)
         with self.lock:
             if self.store:
                 self.records.extend(accepted)
@@ -379,100 +318,11 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _decode(encoding: str, raw: bytes) -> bytes:
-    if encoding in ("", "identity"):
-        return raw
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(raw)
-        if encoding == "zstd":
-            return zstandard.ZstdDecompressor().decompressobj().decompress(raw)
-    except (OSError, EOFError, zstandard.ZstdError) as exc:
-        raise ValueError(f"cannot decode {encoding} body") from exc
-    raise ValueError(f"unsupported Content-Encoding {encoding!r}")
-
-
-def _reset(conn: socket.socket) -> None:
-    try:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-    receiver: OTLPReceiver
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        receiver = self.server.receiver
-        with receiver.lock:
-            receiver.connections += 1
-            receiver._open.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.receiver.lock:
-            self.server.receiver._open.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def _reply(self, status: int, body: bytes, ctype: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        receiver = self.server.receiver
-        if self.path == "/_receiver/stats":
-            with receiver.lock:
-                stats = {"records": dict(receiver.counts), "requests": len(receiver.requests),
-                         "connections": receiver.connections}
-            self._reply(200, orjson.dumps(stats), "application/json")
-        else:
-            self._reply(404, b"not found", "text/plain")
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        receiver = self.server.receiver
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        path = self.path.split("?")[0]
-        if not (path.endswith("/v1/logs") or path.endswith("/v1/traces")):
-            self._reply(404, b"unknown endpoint", "text/plain")
-            return
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, body, ctype, fault = receiver.handle_export(path, headers, raw)
-        if fault == "hang":
-            receiver._release.wait()
-            fault = "reset"
-        if fault == "reset":
-            _reset(self.connection)
-            self.close_connection = True
-            return
-        self._reply(status, body, ctype)
-
-
 @contextmanager
 def running(**kwargs: Any) -> Iterator[OTLPReceiver]:
     """``with running() as receiver:`` a started receiver, stopped at exit."""
-    receiver = OTLPReceiver(**kwargs).start()
-    try:
+    with OTLPReceiver(**kwargs) as receiver:
         yield receiver
-    finally:
-        receiver.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -483,12 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-store", action="store_true", help="count records, do not keep them")
     args = parser.parse_args(argv)
     receiver = OTLPReceiver(store=not args.no_store, delay=(args.delay_min, args.delay_max))
-    receiver.start(args.port)
-    print(f"PORT {receiver.port}", flush=True)
-    try:
-        sys.stdin.read()
-    finally:
-        receiver.stop()
+    receiver.serve_until_stdin_closes(args.port)
 
 
 if __name__ == "__main__":
