@@ -41,3 +41,13 @@ def med(results: list[dict[str, Any]], key: str) -> float:
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def targets_table(checks: list[tuple[str, str, str, bool]]) -> list[str]:
+    """The closing "target | wanted | measured | verdict" table of a section."""
+    return [
+        "| target | wanted | measured | |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {'PASS' if ok else 'FAIL'} |" for a, b, c, ok in checks],
+        "",
+    ]

@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import Any
 
-from ._proc import med, percentile, run_worker
+from ._proc import med, percentile, run_worker, targets_table
 
 CONTENDERS = ["dict_only", "wideevents", "orjson", "json", "structlog"]
 LABEL = {
@@ -175,10 +175,7 @@ def run(quick: bool = False) -> str:
     for mode in modes:
         out += [f"**{mode}**", "", *_table(results[mode]), ""]
     out += [
-        "| target | wanted | measured | |",
-        "|---|---|---|---|",
-        *[f"| {a} | {b} | {c} | {'PASS' if ok else 'FAIL'} |" for a, b, c, ok in checks],
-        "",
+        *targets_table(checks),
     ]
     return "\n".join(out)
 

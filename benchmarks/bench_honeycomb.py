@@ -19,7 +19,7 @@ import time
 import urllib.request
 from typing import Any
 
-from ._proc import ROOT, med, run_worker
+from ._proc import ROOT, med, run_worker, targets_table
 
 KEY = "bench0123456789abcdef0123456789ab"
 CONTENDERS = ["dict_only", "wideevents", "sink_export", "libhoney"]
@@ -254,10 +254,7 @@ def run(quick: bool = False) -> str:
             "",
         ]
     out += [
-        "| target | wanted | measured | |",
-        "|---|---|---|---|",
-        *[f"| {a} | {b} | {c} | {'PASS' if ok else 'FAIL'} |" for a, b, c, ok in checks],
-        "",
+        *targets_table(checks),
     ]
     return "\n".join(out)
 

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from typing import Any
 
-from ._proc import ROOT, med, run_worker
+from ._proc import ROOT, med, run_worker, targets_table
 
 CONTENDERS = ["dict_only", "pipeline_only", "otlp_protobuf", "otlp_protobuf_none", "otlp_protobuf_zstd",
               "otlp_json", "otlp_traces", "sdk_spans", "sdk_logs", "sdk_spans_default",
@@ -256,10 +256,7 @@ def run(quick: bool = False) -> str:
         "|---|---:|---|---:|",
         *slow_rows,
         "",
-        "| target | wanted | measured | |",
-        "|---|---|---|---|",
-        *[f"| {a} | {b} | {c} | {'PASS' if ok else 'FAIL'} |" for a, b, c, ok in checks],
-        "",
+        *targets_table(checks),
     ]
     return "\n".join(out)
 

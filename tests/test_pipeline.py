@@ -304,3 +304,22 @@ def test_events_are_processed_off_the_request_thread() -> None:
         pass
     assert wideevents.flush(5.0)
     assert threads == {"wideevents-worker"}
+
+
+def test_predictions_are_cached_for_feedback_on_the_worker_even_when_sampled_away() -> None:
+    """The worker caches predictions before sampling: feedback for a dropped one still matches."""
+
+    def drop_predictions(e: dict[str, Any]) -> int:
+        return 0 if e["name"] == "predict" else 1
+
+    memory = MemorySink()
+    wideevents.configure(sinks=[memory], sampler=drop_predictions)
+    with wideevents.event("predict") as ev:
+        ev.add({"model.version": "v7", "slice.tenant": "acme"})
+        pid = ev.prediction_id
+    assert wideevents.flush(5.0)
+    wideevents.feedback(pid, label="click")
+    assert wideevents.flush(5.0)
+    assert [e["name"] for e in memory.events] == ["feedback"]
+    fb = memory.events[0]
+    assert (fb["feedback.matched"], fb["model.version"], fb["slice.tenant"]) == (True, "v7", "acme")

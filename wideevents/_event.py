@@ -313,8 +313,6 @@ class Event:
             f["duration_ms"] = (_perf_ns() - self._t0) / 1e6
             if exc is not None and not isinstance(exc, GeneratorExit):
                 self._record_error(exc)
-            if self._prediction_id is not None:
-                _remember_prediction(f)
         except Exception as err:  # noqa: BLE001
             log_once("finish", "wideevents: finishing an event failed: %s", safe_repr(err, 200))
         self._pipeline.enqueue(f, self._start_ns)
@@ -399,12 +397,6 @@ def _ml_call(helper: str, ev: Event, *args: Any, **kwargs: Any) -> None:
     except Exception as exc:  # noqa: BLE001 - the helpers contain their own errors; belt and braces
         log_once(f"ml:{helper}:{type(exc).__name__}", "wideevents: ev.%s() failed: %s", helper,
                  safe_repr(exc, 200))
-
-
-def _remember_prediction(fields: dict[str, Any]) -> None:
-    from .ml import _feedback
-
-    _feedback.remember(fields)
 
 
 class _NonRecordingEvent(Event):

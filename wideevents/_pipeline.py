@@ -283,6 +283,8 @@ class Pipeline:
             # Fast path: a clean event is serialised once and needs nothing else.
             data = fast_serialize(out, self._limits, self._redactor)
             if data is not None:
+                if "prediction.id" in out:
+                    _remember_prediction(out)
                 if self._sampler is not None:
                     if not self._sample(out, errors):
                         return None, "sampled"
@@ -290,6 +292,8 @@ class Pipeline:
                 return Record(out, data), ""
         report = FieldReport()
         out = self._normalize(out, report)
+        if "prediction.id" in out:
+            _remember_prediction(out)
         for proc in self._processors:
             try:
                 result = proc(out)
@@ -464,6 +468,14 @@ class Pipeline:
     @property
     def sinks(self) -> list[Any]:
         return list(self._sinks)
+
+
+def _remember_prediction(fields: dict[str, Any]) -> None:
+    """Cache a prediction for wideevents.feedback() — here on the worker, before sampling
+    (feedback for a sampled-away prediction still matches), not on the request thread."""
+    from .ml._feedback import remember
+
+    remember(fields)
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:

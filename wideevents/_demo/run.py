@@ -61,6 +61,7 @@ def run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str]
     mixer = Mixer(seed=seed)
     with _Server(create_app(mixer)) as server:
         result = run_load(f"http://127.0.0.1:{server.port}", requests, seed)
+    wideevents.flush(timeout=10.0)  # the worker has cached every prediction for feedback
     clicks = simulate_clicks(result.predictions, seed)
     wideevents.flush(timeout=10.0)
     stats = wideevents.stats()

@@ -3,13 +3,15 @@
 Honeycomb cannot join events well, so a ``feedback`` event carries what is needed to slice
 it on its own: the prediction's ``model.*``, ``slice.*``, ``prediction.label`` and
 ``prediction.score``, copied from a bounded in-process cache of recent predictions that the
-event pipeline fills through :func:`remember` when an event with a ``prediction.id``
-finishes. The cache is an insertion-ordered dict under one lock: every operation is O(1)
+event pipeline's worker fills through :func:`remember` when it processes an event with a
+``prediction.id`` (off the request thread, before sampling, so feedback for a sampled-away
+prediction still matches; feedback sent within the worker's interval, ~0.1 s, of its
+prediction may find nothing yet). The cache is an insertion-ordered dict under one lock: every operation is O(1)
 (amortised for evictions), entries leave it when it is full (oldest first) or ``ttl_s``
 after they were stored. Feedback handled by another process finds nothing
 (``feedback.matched`` false) but is still emitted with its delay.
 
-This module imports nothing heavy: :func:`remember` runs when events finish.
+This module imports nothing heavy: :func:`remember` runs on the pipeline's worker.
 """
 
 from __future__ import annotations
