@@ -55,7 +55,7 @@ class StdoutSink:
     def export(self, batch: Sequence[Record]) -> None:
         stream = self._target()
         if self.format == "json":
-            data = b"\n".join(r.json for r in batch) + b"\n"
+            data = b"\n".join([*(r.json for r in batch), b""])
             with self._lock:
                 buffer = getattr(stream, "buffer", None)
                 if buffer is not None:
