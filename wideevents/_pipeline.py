@@ -216,11 +216,14 @@ class Pipeline:
         self.enqueue(fields, time.time_ns())
 
     def _drain(self) -> None:
+        first = True
         while True:
             with self._lock:
-                if not self._queue:
+                if not self._queue or (not first and len(self._queue) < _WAKE_AT
+                                       and not self._stopping):
                     self._progress.notify_all()
                     return
+                first = False
                 batch = self._queue
                 self._queue = deque()
                 self._inflight += len(batch)
