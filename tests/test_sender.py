@@ -439,3 +439,24 @@ def test_a_forked_child_forgets_the_parents_buffer(server: LineServer) -> None:
     assert sorted(server.items()) == sorted(items)
     assert out.totals() == {("sent", ""): 10}
     sender.close(1.0)
+
+
+@pytest.mark.parametrize("isal_present", [True, False])
+def test_gzip_is_standard_with_or_without_isal(monkeypatch: pytest.MonkeyPatch,
+                                                isal_present: bool) -> None:
+    """The ISA-L accelerator (otlp extra) and the zlib fallback both write plain gzip that
+    the standard library reads back; explicit levels past ISA-L's 0-3 use zlib."""
+    import sys
+
+    from wideevents._sender_http import make_compression
+
+    if isal_present:
+        pytest.importorskip("isal")
+    else:
+        monkeypatch.setitem(sys.modules, "isal", None)  # import isal -> ImportError
+    chunks = [orjson.dumps({"i": i, "x": i / 7, "label": f"class_{i % 13}"}) for i in range(500)]
+    for level in (None, 0, 3, 6, 9):
+        compress = make_compression("gzip", level).new_compressor()
+        body = compress(iter(chunks))
+        assert body[:2] == b"\x1f\x8b"
+        assert gzip.decompress(body) == b"".join(chunks)

@@ -15,7 +15,7 @@ import ssl
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -275,9 +275,18 @@ def make_compression(name: str, level: int | None = None) -> Compression:
         return Compression("zstd", zstd_compressor, zstd_decompress)
     if name == "gzip":
         glevel = 1 if level is None else level
+        deflate: Any = zlib
+        if 0 <= glevel <= 3:
+            # ISA-L (the optional ``isal`` package, in the otlp extra) writes the same gzip
+            # format about 2.8x faster than zlib at its level 1, with a slightly better
+            # ratio on events (4.1 against 11.5 µs per 63-field event: docs/benchmarks.md).
+            try:
+                from isal import isal_zlib as deflate
+            except ImportError:  # pragma: no cover - depends on the environment
+                pass
 
         def gzip_compress(chunks: Iterable[bytes]) -> bytes:
-            stream = zlib.compressobj(glevel, zlib.DEFLATED, 31)  # wbits=31: gzip framing
+            stream = deflate.compressobj(glevel, deflate.DEFLATED, 31)  # wbits=31: gzip framing
             out = [stream.compress(chunk) for chunk in chunks]
             out.append(stream.flush())
             return b"".join(out)
