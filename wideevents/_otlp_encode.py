@@ -27,6 +27,7 @@ export request, so a batch costs a join, whatever the encoding.
 
 from __future__ import annotations
 
+import operator
 import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -74,6 +75,7 @@ _VALUES_PER_KEY = 1024  # cached encoded values per key ...
 _VALUES_MAX = 50_000  # ... and in all (bounded memory whatever the cardinality)
 _VALUE_MAX_LEN = 64  # longer strings are rarely repeated
 _PACKERS_MAX = 256  # compiled layouts of a record's doubles
+_PLANS_MAX = 256  # compiled field layouts (keys and value types) of records
 _CHUNK_BYTES = 256 * 1024  # request bodies go to the compressor in pieces of this size
 
 # Fields that become part of the record itself rather than attributes (per signal).
@@ -122,6 +124,8 @@ class Encoder:
         self._cached_values = 0
         self._packers: dict[tuple[Key, ...], tuple[Callable[..., bytes], list[Any]]] = {}
         self._last_layout: tuple[list[Key], Any] = ([], None)
+        self._plans: dict[tuple[tuple[Any, ...], tuple[type, ...]], _Plan | None] = {}
+        self._last_plan: _Plan | None = None
         self._ids: dict[object, int] = {}
         self._resources: list[bytes] = []  # encoded Resource per id (protobuf or JSON)
         self._ids[()] = self._add_resource(None)  # 0: the base resource (also past MAX_RESOURCES)
@@ -171,6 +175,7 @@ class Encoder:
         if len(self._attr) + len(self._special) >= KEY_CACHE_MAX:
             self._attr, self._special, self._packers = {}, {}, {}
             self._last_layout = ([], None)
+            self._plans, self._last_plan = {}, None
             self._cached_values = 0
         if info.role == ROLE_ATTR:
             self._attr[key] = info
@@ -182,9 +187,81 @@ class Encoder:
                        ) -> tuple[list[tuple[str, Any]] | None, Any, int]:
         """Append the encoded attributes; return (resource fields, samplerate, None count).
 
-        The hot loop of the sink: one dict lookup per field, then a cached encoding for
-        repeated strings and integers; all doubles are packed by one ``struct`` call.
+        Records of one code path repeat their keys and value types. For such a layout a
+        :class:`_Plan` (built once) lets C-level calls do the per-field work: itemgetters
+        pick the values by position, ``map(dict.get, ...)`` finds each string's or
+        integer's cached encoding, and one ``struct`` call packs the doubles. The output
+        is the same as the field-by-field loop's (:meth:`_attributes_pb_loop`), which
+        takes the layouts a plan does not cover (booleans, arrays, other types).
         """
+        keys = tuple(fields)
+        vals = tuple(fields.values())
+        types = tuple(map(type, vals))
+        plan = self._last_plan
+        if plan is None or plan.keys != keys or plan.types != types:
+            layout = (keys, types)
+            try:
+                plan = self._plans[layout]
+            except KeyError:
+                plan = self._make_plan(keys, types)
+                if len(self._plans) >= _PLANS_MAX:
+                    self._plans = {}
+                self._plans[layout] = plan
+            if plan is None:
+                return self._attributes_pb_loop(fields, out)
+            self._last_plan = plan
+        if plan.si_caches:
+            picked = plan.get_si(vals)
+            encoded: list[Any] = list(map(_dict_get, plan.si_caches, picked))
+            if not all(encoded):  # a value not seen (cached) yet
+                for j, data in enumerate(encoded):
+                    if data is None:
+                        encoded[j] = self._miss(plan.si_infos[j], picked[j], attr_pb)
+            out += encoded
+        if plan.f_infos:
+            self._pack_doubles(plan.f_infos, list(plan.get_f(vals)), out)
+        res = list(zip(plan.res_keys, plan.get_res(vals))) if plan.res_keys else None
+        return res, (vals[plan.rate_pos] if plan.rate_pos >= 0 else None), plan.nulls
+
+    def _make_plan(self, keys: tuple[Any, ...], types: tuple[type, ...]) -> _Plan | None:
+        """Classify a layout's fields once; None when a value type needs the loop."""
+        plan = _Plan(keys, types)
+        si_pos: list[int] = []
+        f_pos: list[int] = []
+        res_pos: list[int] = []
+        for i, (k, t) in enumerate(zip(keys, types)):
+            info = self._attr.get(k)
+            if info is None:
+                role = self._special.get(k)
+                if role is None:
+                    info = self._key(k)
+                    role = self._special.get(k)
+                if info is None:
+                    if role == ROLE_RESOURCE:
+                        if t is not _NONE:
+                            res_pos.append(i)
+                            plan.res_keys.append(k)
+                    elif role == ROLE_RATE:
+                        plan.rate_pos = i
+                    continue
+            if t is float:
+                f_pos.append(i)
+                plan.f_infos.append(info)
+            elif t is str or t is int:
+                si_pos.append(i)
+                plan.si_infos.append(info)
+                plan.si_caches.append(info.vals)
+            elif t is _NONE:
+                plan.nulls += 1
+            else:
+                return None
+        plan.get_si, plan.get_f, plan.get_res = _getter(si_pos), _getter(f_pos), _getter(res_pos)
+        return plan
+
+    def _attributes_pb_loop(self, fields: Mapping[str, Any], out: list[bytes]
+                            ) -> tuple[list[tuple[str, Any]] | None, Any, int]:
+        """:meth:`_attributes_pb` field by field: one dict lookup per field, then a cached
+        encoding for repeated strings and integers; doubles packed by one ``struct`` call."""
         attr = self._attr
         append = out.append
         finfo: list[Key] = []
@@ -489,6 +566,40 @@ class Encoder:
                        self._scope)
             chunks += group
         return _coalesce(chunks)
+
+
+_NONE = type(None)
+_dict_get = dict.get
+
+
+class _Plan:
+    """How to encode the attributes of records with one layout (keys and value types)."""
+
+    __slots__ = ("keys", "types", "si_infos", "si_caches", "f_infos", "res_keys", "rate_pos",
+                 "nulls", "get_si", "get_f", "get_res")
+
+    def __init__(self, keys: tuple[Any, ...], types: tuple[type, ...]) -> None:
+        self.keys = keys
+        self.types = types
+        self.si_infos: list[Key] = []  # string and integer attributes, in field order
+        self.si_caches: list[dict[object, bytes]] = []  # their Key.vals
+        self.f_infos: list[Key] = []  # double attributes, in field order
+        self.res_keys: list[Any] = []  # resource fields with a value
+        self.rate_pos = -1
+        self.nulls = 0
+        self.get_si: Callable[[tuple[Any, ...]], tuple[Any, ...]] = _getter([])
+        self.get_f = self.get_si
+        self.get_res = self.get_si
+
+
+def _getter(positions: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """The values at ``positions`` as a tuple (itemgetter, also for zero or one position)."""
+    if not positions:
+        return lambda values: ()
+    if len(positions) == 1:
+        i = positions[0]
+        return lambda values: (values[i],)
+    return operator.itemgetter(*positions)
 
 
 def _coalesce(chunks: list[Any], size: int = _CHUNK_BYTES) -> list[bytes]:
