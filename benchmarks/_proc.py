@@ -7,6 +7,8 @@ import os
 import platform
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -25,6 +27,43 @@ def run_worker(module: str, *args: str, timeout: float = 600.0) -> dict[str, Any
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker {module} {args} failed:\n{proc.stderr[-3000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def worker_main(worker: Callable[..., dict[str, Any]], run: Callable[..., str]) -> None:
+    """A section's entry point. ``--worker CONTENDER N WARMUP [ARGS...]`` runs one contender
+    and prints its result as JSON (the line :func:`run_worker` reads; ARGS stay strings);
+    without ``--worker`` it prints the section (``--quick``: a smoke run)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        contender, n, warmup, *rest = sys.argv[2:]
+        print(json.dumps(worker(contender, int(n), int(warmup), *rest)))
+    else:
+        print(run(quick="--quick" in sys.argv))
+
+
+class ReceiverProcess:
+    """A loopback receiver from ``tests/`` in its own process: it prints ``PORT n`` first,
+    stops when its stdin closes and counts what it accepted under ``/_receiver/stats``."""
+
+    def __init__(self, script: str, *args: str, counts: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / script), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != "PORT":
+            raise RuntimeError(f"{script} did not start")
+        self.url = f"http://127.0.0.1:{line[1]}"
+        self._counts = counts
+
+    def count(self, name: str) -> int:
+        """What the receiver accepted for ``name`` (a dataset or a service)."""
+        with urllib.request.urlopen(self.url + "/_receiver/stats", timeout=10) as resp:
+            return int(json.loads(resp.read())[self._counts].get(name, 0))
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -8,16 +8,14 @@ wideevents), and events lost (lines missing from the output file).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 from typing import Any
 
-from ._proc import med, percentile, run_worker, targets_table
+from ._proc import med, percentile, run_worker, targets_table, worker_main
 
 CONTENDERS = ["dict_only", "wideevents", "orjson", "json", "structlog"]
 LABEL = {
@@ -29,8 +27,11 @@ LABEL = {
 }
 
 
-def _worker(contender: str, n: int, warmup: int, path: str) -> dict[str, Any]:
+def _worker(contender: str, n: int, warmup: int, path: str, pin: str = "") -> dict[str, Any]:
     from .fixture import build_event, make_inputs
+
+    if pin and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
 
     inputs = make_inputs(n + warmup)
     perf = time.perf_counter_ns
@@ -194,17 +195,4 @@ def run(quick: bool = False) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        p = argparse.ArgumentParser()
-        p.add_argument("--worker", action="store_true")
-        p.add_argument("contender")
-        p.add_argument("n", type=int)
-        p.add_argument("warmup", type=int)
-        p.add_argument("path")
-        p.add_argument("pin", nargs="?", default="")
-        a = p.parse_args()
-        if a.pin and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-        print(json.dumps(_worker(a.contender, a.n, a.warmup, a.path)))
-    else:
-        print(run(quick="--quick" in sys.argv))
+    worker_main(_worker, run)

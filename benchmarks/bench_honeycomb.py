@@ -10,16 +10,11 @@ sampled every 10 ms, relative to just before the first event).
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from typing import Any
 
-from ._proc import ROOT, med, run_worker, targets_table
+from ._proc import ReceiverProcess, med, run_worker, targets_table, worker_main
 
 KEY = "bench0123456789abcdef0123456789ab"
 CONTENDERS = ["dict_only", "wideevents", "sink_export", "libhoney"]
@@ -32,11 +27,11 @@ LABEL = {
 
 
 def _worker(contender: str, n: int, warmup: int, url: str, dataset: str,
-            memory: bool) -> dict[str, Any]:
+            memory: str) -> dict[str, Any]:
     from .fixture import build_event, make_inputs
 
     inputs = make_inputs(n + warmup)
-    rss = _RssSampler() if memory else None
+    rss = _RssSampler() if memory == "1" else None
     rss_setup = rss.now() if rss else 0
     close: Any = lambda: True  # noqa: E731
     if contender == "dict_only":
@@ -136,31 +131,13 @@ class _RssSampler:
         return max(self._peak, self.now())
 
 
-class _Receiver:
+def _receiver(delay: float = 0.0) -> ReceiverProcess:
     """The loopback Events API in its own process."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        script = ROOT / "tests" / "honeycomb_receiver.py"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), "--key", KEY, "--no-store", "--delay", str(delay)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        if not line or line[0] != "PORT":
-            raise RuntimeError("the Honeycomb receiver did not start")
-        self.url = f"http://127.0.0.1:{line[1]}"
-
-    def count(self, dataset: str) -> int:
-        with urllib.request.urlopen(self.url + "/_receiver/stats", timeout=10) as resp:
-            return int(json.loads(resp.read())["events"].get(dataset, 0))
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(10)
+    return ReceiverProcess("honeycomb_receiver.py", "--key", KEY, "--no-store", "--delay",
+                           str(delay), counts="events")
 
 
-def _round(receiver: _Receiver, contender: str, n: int, warmup: int, tag: str,
+def _round(receiver: ReceiverProcess, contender: str, n: int, warmup: int, tag: str,
            memory: bool = False) -> dict[str, Any]:
     dataset = f"{contender}-{tag}"
     result = run_worker("bench_honeycomb", contender, str(n), str(warmup), receiver.url,
@@ -176,8 +153,8 @@ def run(quick: bool = False) -> str:
     contenders = [c for c in CONTENDERS if not (quick and c == "libhoney")]
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
     slow: dict[str, list[dict[str, Any]]] = {} if quick else {"wideevents": [], "libhoney": []}
-    fast_rx = _Receiver()
-    slow_rx = _Receiver(delay=0.1)
+    fast_rx = _receiver()
+    slow_rx = _receiver(delay=0.1)
     try:
         for r in range(rounds):
             for c in contenders:
@@ -260,16 +237,4 @@ def run(quick: bool = False) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        p = argparse.ArgumentParser()
-        p.add_argument("--worker", action="store_true")
-        p.add_argument("contender")
-        p.add_argument("n", type=int)
-        p.add_argument("warmup", type=int)
-        p.add_argument("url")
-        p.add_argument("dataset")
-        p.add_argument("memory", type=int)
-        a = p.parse_args()
-        print(json.dumps(_worker(a.contender, a.n, a.warmup, a.url, a.dataset, bool(a.memory))))
-    else:
-        print(run(quick="--quick" in sys.argv))
+    worker_main(_worker, run)

@@ -10,15 +10,10 @@ random): what each contender loses there, and whether it says so.
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
 import time
-import urllib.request
 from typing import Any
 
-from ._proc import ROOT, med, run_worker, targets_table
+from ._proc import ReceiverProcess, med, run_worker, targets_table, worker_main
 
 CONTENDERS = ["dict_only", "pipeline_only", "otlp_protobuf", "otlp_protobuf_none", "otlp_protobuf_zstd",
               "otlp_json", "otlp_traces", "sdk_spans", "sdk_logs", "sdk_spans_default",
@@ -146,32 +141,13 @@ def _worker(contender: str, n: int, warmup: int, url: str, service: str) -> dict
             "sent": n + warmup, "counted": counted()}
 
 
-class _Receiver:
+def _receiver(delay: tuple[float, float] = (0.0, 0.0)) -> ReceiverProcess:
     """The loopback OTLP/HTTP receiver in its own process."""
-
-    def __init__(self, delay: tuple[float, float] = (0.0, 0.0)) -> None:
-        script = ROOT / "tests" / "otlp_receiver.py"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), "--no-store", "--delay-min", str(delay[0]),
-             "--delay-max", str(delay[1])],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        if not line or line[0] != "PORT":
-            raise RuntimeError("the OTLP receiver did not start")
-        self.url = f"http://127.0.0.1:{line[1]}"
-
-    def count(self, service: str) -> int:
-        with urllib.request.urlopen(self.url + "/_receiver/stats", timeout=10) as resp:
-            return int(json.loads(resp.read())["records"].get(service, 0))
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(10)
+    return ReceiverProcess("otlp_receiver.py", "--no-store", "--delay-min", str(delay[0]),
+                           "--delay-max", str(delay[1]), counts="records")
 
 
-def _round(receiver: _Receiver, contender: str, n: int, warmup: int, tag: str) -> dict[str, Any]:
+def _round(receiver: ReceiverProcess, contender: str, n: int, warmup: int, tag: str) -> dict[str, Any]:
     service = f"{contender}-{tag}"
     result = run_worker("bench_otlp", contender, str(n), str(warmup), receiver.url, service)
     local = contender in ("dict_only", "pipeline_only")
@@ -185,8 +161,8 @@ def run(quick: bool = False) -> str:
     slow_contenders = QUICK_SLOW if quick else SLOW
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
     slow: dict[str, dict[str, Any]] = {}
-    fast_rx = _Receiver()
-    slow_rx = _Receiver(delay=(0.1, 0.5))
+    fast_rx = _receiver()
+    slow_rx = _receiver(delay=(0.1, 0.5))
     try:
         for r in range(rounds):
             for c in contenders:
@@ -262,15 +238,4 @@ def run(quick: bool = False) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        p = argparse.ArgumentParser()
-        p.add_argument("--worker", action="store_true")
-        p.add_argument("contender")
-        p.add_argument("n", type=int)
-        p.add_argument("warmup", type=int)
-        p.add_argument("url")
-        p.add_argument("service")
-        a = p.parse_args()
-        print(json.dumps(_worker(a.contender, a.n, a.warmup, a.url, a.service)))
-    else:
-        print(run(quick="--quick" in sys.argv))
+    worker_main(_worker, run)

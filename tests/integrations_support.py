@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import httpx
 
 import wideevents
 from wideevents import _config
@@ -36,6 +39,18 @@ def wait_for_events(sink: MemorySink, count: int, timeout: float = 10.0) -> list
         if len(sink.events) >= count or time.monotonic() >= deadline:
             return list(sink.events)
         time.sleep(0.01)
+
+
+def get_all(base_url: str, paths: list[tuple[str, dict[str, str]]],
+            method: str = "GET") -> list[httpx.Response]:
+    """Send every (path, headers) request at once, over as many connections."""
+    async def send() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(paths), max_keepalive_connections=len(paths))
+        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+            return list(await asyncio.gather(
+                *(client.request(method, p, headers=h) for p, h in paths)))
+
+    return asyncio.run(send())
 
 
 def _loopback_socket() -> socket.socket:

@@ -34,6 +34,7 @@ from typing import Any, cast
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -231,33 +232,37 @@ class OTLPReceiver(LoopbackReceiver):
             return [r for r in self.requests if r.status == 200]
 
     def _parse(self, signal: str, body: bytes, as_json: bool) -> list[Received]:
-        request: Any = (trace_service_pb2.ExportTraceServiceRequest() if signal == "traces"
-                        else logs_service_pb2.ExportLogsServiceRequest())
         encoding = "json" if as_json else "protobuf"
-        if as_json:
-            parsed = orjson.loads(body)
-            check_otlp_json(parsed)
-            json_format.ParseDict(_hex_to_base64(parsed), request)
-        else:
-            request.ParseFromString(body)
-        out: list[Received] = []
-        if signal == "traces":
-            for rs in request.resource_spans:
-                resource = attributes(rs.resource.attributes)
-                for ss in rs.scope_spans:
-                    scope = {"name": ss.scope.name, "version": ss.scope.version}
-                    for span in ss.spans:
-                        out.append(Received("traces", resource, scope, span,
-                                            attributes(span.attributes), encoding))
-        else:
-            for rl in request.resource_logs:
-                resource = attributes(rl.resource.attributes)
-                for sl in rl.scope_logs:
-                    scope = {"name": sl.scope.name, "version": sl.scope.version}
-                    for rec in sl.log_records:
-                        out.append(Received("logs", resource, scope, rec,
-                                            attributes(rec.attributes), encoding))
-        return out
+        return [Received(signal, resource, scope, rec, attributes(rec.attributes), encoding)
+                for resource, scope, rec in request_records(
+                    signal, decode_request(signal, body, as_json))]
+
+
+def decode_request(signal: str, body: bytes, as_json: bool) -> Any:
+    """The export request as opentelemetry-proto sees it (OTLP/JSON checked against its
+    rules first)."""
+    request: Any = (trace_service_pb2.ExportTraceServiceRequest() if signal == "traces"
+                    else logs_service_pb2.ExportLogsServiceRequest())
+    if as_json:
+        parsed = orjson.loads(body)
+        check_otlp_json(parsed)
+        json_format.ParseDict(_hex_to_base64(parsed), request)
+    else:
+        request.ParseFromString(body)
+    return request
+
+
+def request_records(signal: str, request: Any) -> list[tuple[dict[str, Any], dict[str, str], Any]]:
+    """(resource attributes, scope, span or log record) for every record of a request."""
+    traces = signal == "traces"
+    out = []
+    for group in (request.resource_spans if traces else request.resource_logs):
+        resource = attributes(group.resource.attributes)
+        for scoped in (group.scope_spans if traces else group.scope_logs):
+            scope = {"name": scoped.scope.name, "version": scoped.scope.version}
+            for rec in (scoped.spans if traces else scoped.log_records):
+                out.append((resource, scope, rec))
+    return out
 
 
 def _count(signal: str, body: bytes, as_json: bool) -> list[Received]:
@@ -304,18 +309,7 @@ def _response(signal: str, rejected: int, message: str, as_json: bool) -> bytes:
 def _status(code: int, message: str, as_json: bool) -> bytes:
     if as_json:
         return orjson.dumps({"code": code, "message": message})
-    data = message.encode()
-    # google.rpc.Status: code = field 1 (varint), message = field 2 (string).
-    return b"\x08" + bytes([code]) + b"\x12" + _varint(len(data)) + data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return bytes(status_pb2.Status(code=code, message=message).SerializeToString())
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from wideevents.integrations.logging import WideEventsHandler
 from wideevents.integrations.structlog import AddToEvent
 from wideevents.sinks import MemorySink
 
-from integrations_support import memory_pipeline, uvicorn_server, wait_for_events
+from integrations_support import get_all, memory_pipeline, uvicorn_server, wait_for_events
 
 STREAM_CHUNKS = 4
 STREAM_SLEEP_S = 0.05
@@ -149,21 +149,13 @@ def sink() -> Iterator[MemorySink]:
         yield s
 
 
-async def _get_all(base_url: str, paths: list[tuple[str, dict[str, str]]],
-                   method: str = "GET") -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=len(paths), max_keepalive_connections=len(paths))
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
-        return list(await asyncio.gather(
-            *(client.request(method, p, headers=h) for p, h in paths)))
-
-
 def test_200_concurrent_requests_give_200_events_with_their_own_fields(
         base_url: str, sink: MemorySink) -> None:
     """200 concurrent requests -> exactly 200 events, each holding only its own request's values."""
     n = 200
     paths = [(f"/items/{i}", {"X-Request-ID": f"rid-{i}", "X-User": f"user-{i}"})
              for i in range(n)]
-    responses = asyncio.run(_get_all(base_url, paths))
+    responses = get_all(base_url, paths)
     assert [200] * n == [r.status_code for r in responses]
     events = wait_for_events(sink, n)
     assert n == len(events)
@@ -203,8 +195,8 @@ def test_streaming_duration_covers_the_whole_stream(base_url: str, sink: MemoryS
 
 def test_excluded_paths_emit_nothing(base_url: str, sink: MemorySink) -> None:
     """Requests to an excluded path produce no event; the others still do."""
-    asyncio.run(_get_all(base_url, [("/health", {})] * 3
-                         + [("/items/1", {"X-User": "u", "X-Request-ID": "only"})]))
+    get_all(base_url, [("/health", {})] * 3
+            + [("/items/1", {"X-User": "u", "X-Request-ID": "only"})])
     events = wait_for_events(sink, 1)
     time.sleep(0.05)
     events = wait_for_events(sink, 1)
@@ -215,8 +207,7 @@ def test_sync_endpoints_in_the_thread_pool_reach_their_event(base_url: str,
                                                             sink: MemorySink) -> None:
     """Sync endpoints run in the thread pool and add to their own request's event."""
     n = 30
-    asyncio.run(_get_all(base_url, [(f"/sync/{i}", {"X-Request-ID": f"s-{i}"})
-                                    for i in range(n)]))
+    get_all(base_url, [(f"/sync/{i}", {"X-Request-ID": f"s-{i}"}) for i in range(n)])
     events = wait_for_events(sink, n)
     expected = {f"s-{i}": (i, True, "/sync/{n}") for i in range(n)}
     assert expected == {e["request.id"]: (e.get("sync.n"), e.get("sync.in_thread"),
@@ -227,8 +218,8 @@ def test_background_tasks_reach_the_event_and_are_inside_it(base_url: str,
                                                            sink: MemorySink) -> None:
     """Sync and async background tasks add to the request's event, which ends after them."""
     n = 5
-    responses = asyncio.run(_get_all(
-        base_url, [(f"/bg/{i}", {"X-Request-ID": f"bg-{i}"}) for i in range(n)], "POST"))
+    responses = get_all(
+        base_url, [(f"/bg/{i}", {"X-Request-ID": f"bg-{i}"}) for i in range(n)], "POST")
     assert [200] * n == [r.status_code for r in responses]
     events = wait_for_events(sink, n)
     expected = {f"bg-{i}": (i, i, "POST /bg/{n}") for i in range(n)}
@@ -253,8 +244,7 @@ def test_fields_added_after_the_request_ended_are_counted_late(base_url: str,
 
 def test_structlog_and_logging_bridges_fill_the_event(base_url: str, sink: MemorySink) -> None:
     """Both bridges add their counts, messages, last error and fields to the request's event."""
-    asyncio.run(_get_all(base_url, [(f"/logs/{i}", {"X-Request-ID": f"log-{i}"})
-                                    for i in range(10)]))
+    get_all(base_url, [(f"/logs/{i}", {"X-Request-ID": f"log-{i}"}) for i in range(10)])
     events = wait_for_events(sink, 10)
     expected = {
         f"log-{i}": {"log.n": i, "log.ms": 5, "log.code": i, "log.info_count": 1,

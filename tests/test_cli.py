@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import subprocess
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from json_lines import parse_lines
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "wideevents"
 
@@ -34,14 +35,10 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           env=clean_env(), cwd=str(cwd))
 
 
-def reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON constant {name}")
-
-
 def read_events(path: Path) -> list[dict[str, Any]]:
     data = path.read_bytes()
     assert data.endswith(b"\n")
-    return [json.loads(line, parse_constant=reject_constant) for line in data.split(b"\n")[:-1]]
+    return parse_lines(data)
 
 
 def _has_simple_demo() -> bool:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import orjson
 import pytest
-from google.protobuf import json_format
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from wideevents._otlp_encode import (
     Encoder,
@@ -19,7 +15,7 @@ from wideevents._otlp_encode import (
 )
 
 from otel_support import expected_otlp, rfc3339_to_ns, typed
-from otlp_receiver import _hex_to_base64, _response, attributes, check_otlp_json
+from otlp_receiver import _response, attributes, decode_request, request_records
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -29,28 +25,15 @@ COMBOS = [(s, e) for s in ("logs", "traces") for e in ("protobuf", "json")]
 
 def decode(signal: str, encoding: str, body: bytes) -> Any:
     """The request as opentelemetry-proto sees it (OTLP/JSON checked against its rules)."""
-    request: Any = (trace_service_pb2.ExportTraceServiceRequest() if signal == "traces"
-                    else logs_service_pb2.ExportLogsServiceRequest())
-    if encoding == "json":
-        parsed = orjson.loads(body)
-        check_otlp_json(parsed)
-        json_format.ParseDict(_hex_to_base64(parsed), request)
-    else:
-        request.ParseFromString(body)
-    return request
+    return decode_request(signal, body, encoding == "json")
 
 
 def records(signal: str, request: Any) -> list[tuple[dict[str, Any], Any]]:
     """(resource attributes, record) for every record of a decoded request."""
     out = []
-    groups = request.resource_spans if signal == "traces" else request.resource_logs
-    for group in groups:
-        resource = attributes(group.resource.attributes)
-        scopes = group.scope_spans if signal == "traces" else group.scope_logs
-        for scope in scopes:
-            assert scope.scope.name == "wideevents"
-            for rec in (scope.spans if signal == "traces" else scope.log_records):
-                out.append((resource, rec))
+    for resource, scope, rec in request_records(signal, request):
+        assert scope["name"] == "wideevents"
+        out.append((resource, rec))
     return out
 
 
@@ -277,7 +260,7 @@ def test_layout_plans_encode_like_the_field_loop(signal: str) -> None:
         a: list[bytes] = []
         b: list[bytes] = []
         got = planned._attributes_pb(event, a)
-        want = looped._attributes_pb_loop(event, b)
+        want = looped._attributes_loop(event, b)
         assert (b"".join(a), got) == (b"".join(b), want)
     assert len(planned._plans) >= 3  # the plans were used, not only the loop
     body = b"".join(planned.body([planned.encode(e) for e in events]))

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pytest
 
 import wideevents
@@ -150,6 +151,26 @@ def test_sampler_hook_sets_and_multiplies_samplerate() -> None:
     stats = wideevents.stats()
     assert stats["dropped"] == {"sampled": 1}
     _check_equation(stats)
+
+
+def test_sampled_events_json_is_their_fields() -> None:
+    """With a sampler, each record's JSON (what the file, stdout and Honeycomb sinks send)
+    says exactly what its fields say, samplerate included, whether it was set or not."""
+    records: list[Record] = []
+
+    class Keep:
+        def export(self, batch: Sequence[Record]) -> None:
+            records.extend(batch)
+
+    wideevents.configure(sinks=[Keep()], sampler=lambda e: 3)
+    for i in range(4):
+        with wideevents.event("e", i=i, score=i / 3) as ev:
+            if i % 2:
+                ev["samplerate"] = 7
+    assert wideevents.flush(5.0)
+    assert [r.fields["samplerate"] for r in records] == [3, 21, 3, 21]
+    for r in records:
+        assert orjson.loads(r.json) == r.fields
 
 
 def test_raising_sampler_keeps_the_event() -> None:

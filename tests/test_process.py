@@ -20,23 +20,10 @@ import pytest
 import wideevents
 from wideevents.sinks import FileSink, MemorySink
 
+from json_lines import parse_lines
+
 HEAVY_MODULES = ("libhoney", "opentelemetry.sdk", "duckdb", "numpy", "fastapi", "starlette",
                  "flask", "uvicorn")
-
-
-def reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON constant {name}")
-
-
-def parse_lines(data: bytes) -> list[dict[str, Any]]:
-    """Strictly parse JSON lines: every line complete, UTF-8, one object, no NaN."""
-    assert data == b"" or data.endswith(b"\n")
-    out = []
-    for line in data.split(b"\n")[:-1]:
-        obj = json.loads(line.decode("utf-8"), parse_constant=reject_constant)
-        assert isinstance(obj, dict)
-        out.append(obj)
-    return out
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import os
 import subprocess
 import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,22 +17,9 @@ import wideevents
 from wideevents.sinks import FileSink, MemorySink, StdoutSink
 from wideevents.testing import capture_events
 
+from json_lines import parse_lines
+
 ANSI_ESCAPE = "\x1b["
-
-
-def reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON constant {name}")
-
-
-def parse_lines(data: bytes) -> list[dict[str, Any]]:
-    """Strictly parse JSON lines: every line complete, UTF-8, one object, no NaN."""
-    assert data == b"" or data.endswith(b"\n")
-    out = []
-    for line in data.split(b"\n")[:-1]:
-        obj = json.loads(line.decode("utf-8"), parse_constant=reject_constant)
-        assert isinstance(obj, dict)
-        out.append(obj)
-    return out
 
 
 class FakeTTY(io.StringIO):

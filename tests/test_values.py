@@ -31,6 +31,8 @@ import wideevents
 from wideevents.sinks import FileSink
 from wideevents.testing import capture_events
 
+from json_lines import parse_line
+
 # Fields every event carries on its own (not added by the tests below).
 STANDARD = frozenset({
     "timestamp", "name", "duration_ms", "service.name", "service.version", "host.name",
@@ -58,17 +60,6 @@ def emit(fields: Any = None, **kwargs: Any) -> tuple[dict[str, Any], dict[str, A
 def user_fields(event: dict[str, Any]) -> dict[str, Any]:
     """The event without the fields every event carries and without ``meta.*``."""
     return {k: v for k, v in event.items() if k not in STANDARD and not k.startswith("meta.")}
-
-
-def reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON constant {name}")
-
-
-def parse_line(line: bytes) -> dict[str, Any]:
-    """Strict stdlib parse: UTF-8, no NaN/Infinity, one object."""
-    obj = json.loads(line.decode("utf-8"), parse_constant=reject_constant)
-    assert isinstance(obj, dict)
-    return obj
 
 
 def is_json_scalar(value: Any) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -15,7 +14,7 @@ import structlog
 from flask import Flask, Response, request, stream_with_context
 
 import wideevents
-from integrations_support import memory_pipeline, waitress_server, wait_for_events
+from integrations_support import get_all, memory_pipeline, waitress_server, wait_for_events
 from wideevents.integrations.logging import WideEventsHandler
 from wideevents.integrations.structlog import AddToEvent
 from wideevents.integrations.wsgi import WideEventsWSGIMiddleware
@@ -93,19 +92,13 @@ def sink() -> Iterator[MemorySink]:
         yield s
 
 
-async def _get_all(base_url: str, paths: list[tuple[str, dict[str, str]]]) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=len(paths), max_keepalive_connections=len(paths))
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
-        return list(await asyncio.gather(*(client.get(p, headers=h) for p, h in paths)))
-
-
 def test_200_concurrent_requests_give_200_events_with_their_own_fields(
         base_url: str, sink: MemorySink) -> None:
     """200 concurrent requests -> exactly 200 events, each holding only its own request's values."""
     n = 200
     paths = [(f"/items/{i}", {"X-Request-ID": f"rid-{i}", "X-User": f"user-{i}"})
              for i in range(n)]
-    responses = asyncio.run(_get_all(base_url, paths))
+    responses = get_all(base_url, paths)
     assert [200] * n == [r.status_code for r in responses]
     events = wait_for_events(sink, n)
     assert n == len(events)
@@ -146,7 +139,7 @@ def test_streaming_duration_covers_the_whole_stream(base_url: str, sink: MemoryS
 
 def test_excluded_paths_emit_nothing(base_url: str, sink: MemorySink) -> None:
     """Requests to an excluded path produce no event; the others still do."""
-    asyncio.run(_get_all(base_url, [("/health", {})] * 3 + [("/items/1", {"X-Request-ID": "only"})]))
+    get_all(base_url, [("/health", {})] * 3 + [("/items/1", {"X-Request-ID": "only"})])
     wait_for_events(sink, 1)
     time.sleep(0.05)
     events = wait_for_events(sink, 1)
@@ -155,8 +148,7 @@ def test_excluded_paths_emit_nothing(base_url: str, sink: MemorySink) -> None:
 
 def test_structlog_and_logging_bridges_fill_the_event(base_url: str, sink: MemorySink) -> None:
     """Both bridges add counts, messages, the last error and fields to the request's event."""
-    asyncio.run(_get_all(base_url, [(f"/logs/{i}", {"X-Request-ID": f"log-{i}"})
-                                    for i in range(10)]))
+    get_all(base_url, [(f"/logs/{i}", {"X-Request-ID": f"log-{i}"}) for i in range(10)])
     events = wait_for_events(sink, 10)
     expected = {
         f"log-{i}": {"log.n": i, "log.code": i, "log.info_count": 1, "log.warning_count": 1,

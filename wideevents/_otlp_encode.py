@@ -144,7 +144,7 @@ class Encoder:
         """One item: the resource byte, then the encoded LogRecord or Span."""
         if self.json:
             attrs: list[bytes] = []
-            res, rate, nulls = self._attributes_json(fields, attrs)
+            res, rate, nulls = self._attributes_loop(fields, attrs)
             if rate is not None:
                 attr_json(self._keys.get("samplerate"), sample_rate(rate), attrs)
             rid = self._resource_id(res, attrs)
@@ -169,8 +169,8 @@ class Encoder:
         parts[2] = uvarint(sum(map(len, parts)) - 2)
         return b"".join(parts)
 
-    def _key(self, key: str) -> Key | None:
-        """Classify a key seen for the first time: its ``Key`` if it is a plain attribute."""
+    def _key(self, key: str) -> Key:
+        """Classify a key seen for the first time (its role is the ``Key``'s)."""
         info = self._keys.make(key if type(key) is str else str(key))  # a processor's int key
         if len(self._attr) + len(self._special) >= KEY_CACHE_MAX:
             self._attr, self._special, self._packers = {}, {}, {}
@@ -179,9 +179,9 @@ class Encoder:
             self._cached_values = 0
         if info.role == ROLE_ATTR:
             self._attr[key] = info
-            return info
-        self._special[key] = info.role
-        return None
+        else:
+            self._special[key] = info.role
+        return info
 
     def _attributes_pb(self, fields: Mapping[str, Any], out: list[bytes]
                        ) -> tuple[list[tuple[str, Any]] | None, Any, int]:
@@ -191,7 +191,7 @@ class Encoder:
         :class:`_Plan` (built once) lets C-level calls do the per-field work: itemgetters
         pick the values by position, ``map(dict.get, ...)`` finds each string's or
         integer's cached encoding, and one ``struct`` call packs the doubles. The output
-        is the same as the field-by-field loop's (:meth:`_attributes_pb_loop`), which
+        is the same as the field-by-field loop's (:meth:`_attributes_loop`), which
         takes the layouts a plan does not cover (booleans, arrays, other types).
         """
         keys = tuple(fields)
@@ -208,7 +208,7 @@ class Encoder:
                     self._plans = {}
                 self._plans[layout] = plan
             if plan is None:
-                return self._attributes_pb_loop(fields, out)
+                return self._attributes_loop(fields, out)
             self._last_plan = plan
         if plan.si_caches:
             picked = plan.get_si(vals)
@@ -230,20 +230,15 @@ class Encoder:
         f_pos: list[int] = []
         res_pos: list[int] = []
         for i, (k, t) in enumerate(zip(keys, types)):
-            info = self._attr.get(k)
+            info, role = self._classify(k)
             if info is None:
-                role = self._special.get(k)
-                if role is None:
-                    info = self._key(k)
-                    role = self._special.get(k)
-                if info is None:
-                    if role == ROLE_RESOURCE:
-                        if t is not _NONE:
-                            res_pos.append(i)
-                            plan.res_keys.append(k)
-                    elif role == ROLE_RATE:
-                        plan.rate_pos = i
-                    continue
+                if role == ROLE_RESOURCE:
+                    if t is not _NONE:
+                        res_pos.append(i)
+                        plan.res_keys.append(k)
+                elif role == ROLE_RATE:
+                    plan.rate_pos = i
+                continue
             if t is float:
                 f_pos.append(i)
                 plan.f_infos.append(info)
@@ -258,10 +253,23 @@ class Encoder:
         plan.get_si, plan.get_f, plan.get_res = _getter(si_pos), _getter(f_pos), _getter(res_pos)
         return plan
 
-    def _attributes_pb_loop(self, fields: Mapping[str, Any], out: list[bytes]
-                            ) -> tuple[list[tuple[str, Any]] | None, Any, int]:
-        """:meth:`_attributes_pb` field by field: one dict lookup per field, then a cached
-        encoding for repeated strings and integers; doubles packed by one ``struct`` call."""
+    def _classify(self, key: Any) -> tuple[Key | None, int]:
+        """``(Key, ROLE_ATTR)`` for a plain attribute, else ``(None, role)``."""
+        info = self._attr.get(key)
+        if info is not None:
+            return info, ROLE_ATTR
+        role = self._special.get(key)
+        if role is not None:
+            return None, role
+        info = self._key(key)
+        return (info, ROLE_ATTR) if info.role == ROLE_ATTR else (None, info.role)
+
+    def _attributes_loop(self, fields: Mapping[str, Any], out: list[bytes]
+                         ) -> tuple[list[tuple[str, Any]] | None, Any, int]:
+        """The attributes field by field (either encoding): one dict lookup per field, a
+        cached encoding for repeated strings and integers, the doubles in one call."""
+        json = self.json
+        encode = attr_json if json else attr_pb
         attr = self._attr
         append = out.append
         finfo: list[Key] = []
@@ -272,10 +280,7 @@ class Encoder:
         for k, v in fields.items():
             info = attr.get(k)
             if info is None:
-                role = self._special.get(k)
-                if role is None:
-                    info = self._key(k)
-                    role = self._special.get(k)
+                info, role = self._classify(k)
                 if info is None:
                     if role == ROLE_RESOURCE:
                         if v is not None:
@@ -292,56 +297,15 @@ class Encoder:
                 fvals.append(v)
             elif t is str or t is int:
                 b = info.vals.get(v)
-                append(b if b is not None else self._miss(info, v, attr_pb))
-            elif t is bool:
+                append(b if b is not None else self._miss(info, v, encode))
+            elif t is bool and not json:
                 append(info.bool_t if v else info.bool_f)
             elif v is None:
                 nulls += 1
             else:
-                attr_pb(info, v, out)
+                encode(info, v, out)
         if fvals:
-            self._pack_doubles(finfo, fvals, out)
-        return res, rate, nulls
-
-    def _attributes_json(self, fields: Mapping[str, Any], out: list[bytes]
-                         ) -> tuple[list[tuple[str, Any]] | None, Any, int]:
-        attr = self._attr
-        append = out.append
-        finfo: list[Key] = []
-        fvals: list[float] = []
-        res: list[tuple[str, Any]] | None = None
-        rate = None
-        nulls = 0
-        for k, v in fields.items():
-            info = attr.get(k)
-            if info is None:
-                role = self._special.get(k)
-                if role is None:
-                    info = self._key(k)
-                    role = self._special.get(k)
-                if info is None:
-                    if role == ROLE_RESOURCE:
-                        if v is not None:
-                            if res is None:
-                                res = [(k, v)]
-                            else:
-                                res.append((k, v))
-                    elif role == ROLE_RATE:
-                        rate = v
-                    continue
-            t = type(v)
-            if t is float:
-                finfo.append(info)
-                fvals.append(v)
-            elif t is str or t is int:
-                b = info.vals.get(v)
-                append(b if b is not None else self._miss(info, v, attr_json))
-            elif v is None:
-                nulls += 1
-            else:
-                attr_json(info, v, out)
-        if fvals:
-            self._json_doubles(finfo, fvals, out)
+            (self._json_doubles if json else self._pack_doubles)(finfo, fvals, out)
         return res, rate, nulls
 
     def _miss(self, info: Key, v: Any, encode: Callable[[Key, Any, list[bytes]], None]

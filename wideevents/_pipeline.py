@@ -289,9 +289,13 @@ class Pipeline:
                 if "prediction.id" in out:
                     _remember_prediction(out)
                 if self._sampler is not None:
+                    had_rate = "samplerate" in out
                     if not self._sample(out, errors):
                         return None, "sampled"
-                    data = dumps(out)
+                    # A new samplerate is the dict's last key: append it to the JSON rather
+                    # than serialising the whole event a second time.
+                    data = dumps(out) if had_rate else (
+                        b'%b,"samplerate":%d}' % (data[:-1], out["samplerate"]))
                 return Record(out, data), ""
         report = FieldReport()
         out = self._normalize(out, report)

@@ -27,6 +27,7 @@ from ._sender import (
     SENT,
     CountingLedger,
     Destination,
+    LedgerReporter,
     Reply,
     Sender,
     SenderConfig,
@@ -150,21 +151,16 @@ def error_text(body: bytes) -> str:
     return body[:_MAX_REASON].decode("utf-8", "replace")
 
 
-class _Outcomes:
+class _Outcomes(LedgerReporter):
     """Reporter: counts into a ledger and, for libhoney users, fills the responses queue."""
 
     def __init__(self, responses: queue.Queue[Any] | None) -> None:
-        self.ledger: SinkLedger = CountingLedger()
+        super().__init__()
         self.responses = responses
 
     def report(self, outcome: str, reason: str, count: int,
                tags: Sequence[object] | None, status: int) -> None:
-        if outcome == "sent":
-            self.ledger.sent(count)
-        elif outcome == "rejected":
-            self.ledger.rejected(reason, count)
-        else:
-            self.ledger.dropped(reason, count)
+        super().report(outcome, reason, count, tags, status)
         if self.responses is None or tags is None:
             return
         if outcome == "sent":

@@ -103,9 +103,11 @@ class FileSink:
                 if done < size:
                     # A short write (disk full, file size limit): the lines that reached the
                     # file count as sent, and a torn last line is cut off again.
-                    data = b"".join(parts)
-                    whole = data.count(b"\n", 0, done)
-                    self._cut_torn_line(done - (data.rfind(b"\n", 0, done) + 1))
+                    whole = end = 0
+                    while end + len(batch[i + whole].json) + 1 <= done:
+                        end += len(batch[i + whole].json) + 1
+                        whole += 1
+                    self._cut_torn_line(done - end)
                     written += whole
                     failed += j - i - whole
                 else:
