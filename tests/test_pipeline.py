@@ -191,7 +191,9 @@ def test_raising_sampler_keeps_the_event() -> None:
 @pytest.mark.parametrize("key", [
     "authorization", "http.request.header.Authorization", "Cookie", "set-cookie", "password",
     "db.passwd", "client_secret.secret", "API_KEY", "apikey", "oauth.access_token",
-    "refresh_token", "tls.private_key",
+    "refresh_token", "tls.private_key", "http.request.header.x-honeycomb-team",
+    "http.request.header.X-Api-Key", "http.request.header.proxy-authorization",
+    "oauth.client_secret", "oidc.id_token",
 ])
 def test_default_redaction(key: str) -> None:
     """Default names are redacted by the last dotted segment, any case."""

@@ -22,8 +22,9 @@ __all__ = [
 ]
 
 DEFAULT_REDACT: tuple[str, ...] = (
-    "authorization", "cookie", "set-cookie", "password", "passwd", "secret", "api_key",
-    "apikey", "access_token", "refresh_token", "private_key",
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "password", "passwd",
+    "secret", "client_secret", "api_key", "apikey", "x-api-key", "x-honeycomb-team",
+    "access_token", "refresh_token", "id_token", "private_key",
 )
 REDACTED = "[REDACTED]"
 META_NAMES_MAX = 20
