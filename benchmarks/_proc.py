@@ -66,6 +66,12 @@ class ReceiverProcess:
         self.proc.wait(10)
 
 
+def pin_to_one_core() -> None:
+    """Keep this process (all its threads) on one core, where the platform allows it."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import Any
 
-from ._proc import med, percentile, run_worker, targets_table, worker_main
+from ._proc import med, percentile, pin_to_one_core, run_worker, targets_table, worker_main
 
 CONTENDERS = ["dict_only", "wideevents", "orjson", "json", "structlog"]
 LABEL = {
@@ -30,8 +30,8 @@ LABEL = {
 def _worker(contender: str, n: int, warmup: int, path: str, pin: str = "") -> dict[str, Any]:
     from .fixture import build_event, make_inputs
 
-    if pin and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+    if pin:
+        pin_to_one_core()
 
     inputs = make_inputs(n + warmup)
     perf = time.perf_counter_ns
