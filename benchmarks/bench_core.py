@@ -95,10 +95,13 @@ def _worker(contender: str, n: int, warmup: int, path: str, pin: str = "") -> di
     for i in range(warmup):
         emit(i)
     lat.clear()
+    whole: list[int] = []  # building the event and emitting it: what a request waits for
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     cpu0, th0 = time.process_time(), time.thread_time()
     for i in range(warmup, warmup + n):
+        t0 = perf()
         emit(i)
+        whole.append(perf() - t0)
     th1 = time.thread_time()
     close()
     cpu1 = time.process_time()
@@ -113,6 +116,11 @@ def _worker(contender: str, n: int, warmup: int, path: str, pin: str = "") -> di
         "cpu_us": (cpu1 - cpu0) / n * 1e6,
         "p50_us": percentile([x / 1000 for x in lat], 50),
         "p99_us": percentile([x / 1000 for x in lat], 99),
+        "p999_us": percentile([x / 1000 for x in lat], 99.9),
+        "max_us": max(lat, default=0) / 1000,
+        "whole_p50_us": percentile([x / 1000 for x in whole], 50),
+        "whole_p999_us": percentile([x / 1000 for x in whole], 99.9),
+        "whole_max_us": max(whole) / 1000,
         "lost": 0 if contender == "dict_only" else (n + warmup) - lines,
         "switches_per_1k": switches / n * 1000,
     }
@@ -124,16 +132,22 @@ def _table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     for c in CONTENDERS:
         rs = results[c]
         over = med(rs, "cpu_us") - base
-        emit = "" if c == "dict_only" else f"{med(rs, 'p50_us'):.1f} / {med(rs, 'p99_us'):.1f}"
+        emit = "" if c == "dict_only" else (
+            f"{med(rs, 'p50_us'):.1f} / {med(rs, 'p99_us'):.1f} / {med(rs, 'p999_us'):.0f} / "
+            f"{med(rs, 'max_us'):.0f}")
+        whole = (f"{med(rs, 'whole_p50_us'):.1f} / {med(rs, 'whole_p999_us'):.0f} / "
+                 f"{med(rs, 'whole_max_us'):.0f}")
         spread = f"{min(r['cpu_us'] for r in rs):.1f}–{max(r['cpu_us'] for r in rs):.1f}"
         rows.append(f"| {LABEL[c]} | {med(rs, 'caller_us'):.1f} | {med(rs, 'cpu_us'):.1f} "
                     f"({spread}) | {'' if c == 'dict_only' else f'{over:+.1f}'} | {emit} | "
+                    f"{whole} | "
                     f"{med(rs, 'switches_per_1k'):.0f} | "
                     f"{'' if c == 'dict_only' else int(max(r['lost'] for r in rs))} |")
     return [
         "| contender | caller µs/event | total CPU µs/event (rounds' range) | above dict-only | "
-        "emit p50 / p99 µs | context switches per 1k events | lost |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "emit p50 / p99 / p99.9 / max µs | whole event p50 / p99.9 / max µs | "
+        "context switches per 1k events | lost |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
     ]
 
@@ -169,21 +183,26 @@ def run(quick: bool = False) -> str:
         f"Each contender in a fresh process; {n:,} events after {warmup:,} warm-up, {rounds} "
         "interleaved round(s), medians shown. *Caller* is the CPU time of the emitting thread; "
         "*total* is the whole process's CPU per event, background worker and close included; "
-        "*emit p50/p99* is `Event.finish()` for wideevents and the write/log call for the "
-        "others.",
+        "*emit* is `Event.finish()` for wideevents and the write/log call for the others; "
+        "*whole event* is building the event and emitting it, what a request waits for.",
         "",
         "Every contender runs twice: pinned to one core (`sched_setaffinity`), which measures "
         "the work itself, and free to use both cores, as a service would run. Only wideevents "
-        "has two threads, and free to use both cores it costs more, by an amount that changes "
-        "from process to process. The cause is CPython's GIL, seen with `perf` (sched_switch "
-        "call chains): the request thread releases the GIL inside numpy (`argpartition` in "
-        "the fixture, once per event), and each release wakes a worker that is waiting for the "
-        "GIL on the other core. The request thread takes the GIL back before the worker is "
-        "awake, so the worker sleeps again: a wake-up costing a few µs of kernel time on both "
-        "sides, repeated until the worker wins a race. In processes where that happens the "
-        "context switches column shows it (hundreds per 1,000 events; pinned, a few dozen). "
-        "The worker therefore does as few things that release the GIL as it can: one `writev` "
-        "per batch and no loop on leftovers.",
+        "has two threads. Free to use both cores, CPython's GIL made it cost more, by an "
+        "amount that changed from process to process (seen with `perf` sched_switch call "
+        "chains and per-thread context-switch counts): the request thread releases the GIL "
+        "inside numpy (`argpartition` in the fixture, once per event) for microseconds, and "
+        "each release woke the worker waiting for the GIL on the other core; the request "
+        "thread took the GIL back before the worker was awake, so the worker slept again. "
+        "CPython 3.11 restarts a waiter's 5 ms timeout at each such signal, so the worker "
+        "got the GIL only by winning one of those races: about 200 lost races per drain, "
+        "each a futex wake and a wake-up of the other core (+7 µs of CPU per event, 300-600 "
+        "context switches per 1,000 events). Now the thread whose event wakes the worker "
+        "waits (at most 2 ms) until the worker runs: one hand-over per 256 events. That "
+        "thread waits for the worker's drain there, once, instead of inside its next numpy "
+        "call: *finish()* p99.9 and max show the drain (about 2 ms), and the *whole event* "
+        "tail is shorter than before, when the same wait came at a random numpy call and "
+        "lasted up to CPython's 5 ms switch interval.",
         "",
     ]
     for mode in modes:

@@ -66,6 +66,27 @@ def test_stats_equation_exact_with_a_blocked_sink() -> None:
     assert len(gate.exported) == 101 and len(memory.events) == 101
 
 
+def test_finish_never_waits_for_a_busy_worker() -> None:
+    """Handing the GIL to the worker (every 256th event) never waits for a drain to end:
+    with the worker stuck in a sink, 3,000 more events each finish promptly."""
+    gate = GateSink()
+    wideevents.configure(sinks=[gate], queue_size=5_000)
+    with wideevents.event("first"):
+        pass
+    wideevents.flush(0.3)  # wakes the worker, which enters the blocked export
+    assert gate.entered.wait(5.0)
+    slowest = 0.0
+    for i in range(3_000):
+        ev = wideevents.event("e", i=i)
+        t0 = time.perf_counter()
+        ev.finish()
+        slowest = max(slowest, time.perf_counter() - t0)
+    assert slowest < 0.05, slowest  # generous: a hand-over waits 2 ms at most
+    gate.gate.set()
+    assert wideevents.flush(10.0) is True
+    assert wideevents.stats()["sinks"]["gate"]["sent"] == 3_001
+
+
 def test_shutdown_honours_timeout_with_a_hanging_sink() -> None:
     """shutdown(timeout) returns in time when a sink hangs, counting the loss as shutdown."""
     gate = GateSink()

@@ -35,6 +35,7 @@ Sampler = Callable[[dict[str, Any]], int]
 _BATCH = 512
 _INTERVAL_S = 0.1
 _WAKE_AT = 256
+_HANDOFF_S = 0.002
 _PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
 
@@ -97,6 +98,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._wake = threading.Event()
+        self._started = threading.Event()  # set while the worker is draining
         self._queue: deque[tuple[dict[str, Any], int]] = deque()
         self._emitted = 0
         self._accepted = 0
@@ -154,6 +156,15 @@ class Pipeline:
             self._start_worker()
         if n == _WAKE_AT:
             self._wake.set()
+            if not self._started.is_set() and threading.current_thread() is not self._worker:
+                # Hand the GIL over: wait (at most 2 ms) until the worker runs. Left to
+                # itself, a worker woken while this thread keeps running gets the GIL
+                # only by winning a race at one of the caller's brief releases (numpy
+                # calls release it for microseconds); it loses most of them, and each lost
+                # race costs a futex wake and a wake-up of the other core: ~200 per drain,
+                # 7 µs of CPU per event (docs/benchmarks.md). This thread would wait for
+                # the worker's drain at its next release anyway; now it waits once, here.
+                self._started.wait(_HANDOFF_S)
 
     def _wait_for_space(self) -> bool:
         """Called with the lock held; waits up to ``enqueue_timeout`` for the worker."""
@@ -188,7 +199,9 @@ class Pipeline:
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
+            self._started.set()
             self._drain()
+            self._started.clear()
             if self._stopping:
                 self._drain()
                 return
