@@ -1,9 +1,11 @@
 """The background pipeline: bounded queue, one worker, processors, sampler, sinks, stats.
 
 Request threads only append the finished event's raw fields to a bounded deque (never
-waiting by default: a full queue drops and counts). One lazily started daemon worker
-normalises, adds static fields, runs the user's processors and the sampler, redacts,
-applies limits, serialises once and hands the batch to every sink.
+waiting for space by default: a full queue drops and counts). One lazily started daemon
+worker normalises, adds static fields, runs the user's processors and the sampler,
+redacts, applies limits, serialises once and hands the batch to every sink. It is woken
+at 256 queued events (or every 100 ms); if request threads keep the GIL so that it has
+not run 8 events later, the thread emitting the 8th hands the GIL over (see enqueue).
 
 Accounting is exact at all times: every counter moves under one lock, so that for each
 sink ``sent + sum(rejected) + sum(dropped) + pending + sum(pipeline dropped) == emitted``
@@ -36,6 +38,8 @@ _BATCH = 512
 _INTERVAL_S = 0.1
 _WAKE_AT = 256
 _HANDOFF_S = 0.002
+_HANDOFF_AFTER = 8  # events after the wake-up: more lose more races; fewer can stall a thread
+#                     that would have let the worker run at its next I/O wait
 _PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
 
@@ -154,16 +158,21 @@ class Pipeline:
             n = len(q)
         if self._worker is None:
             self._start_worker()
-        if n == _WAKE_AT:
-            self._wake.set()
-            if not self._started.is_set() and threading.current_thread() is not self._worker:
-                # Hand the GIL over: wait (at most 2 ms) until the worker runs. Left to
-                # itself, a worker woken while this thread keeps running gets the GIL
-                # only by winning a race at one of the caller's brief releases (numpy
-                # calls release it for microseconds); it loses most of them, and each lost
-                # race costs a futex wake and a wake-up of the other core: ~200 per drain,
-                # 7 µs of CPU per event (docs/benchmarks.md). This thread would wait for
-                # the worker's drain at its next release anyway; now it waits once, here.
+        if n >= _WAKE_AT:
+            if n == _WAKE_AT:
+                self._wake.set()
+            elif (n == _WAKE_AT + _HANDOFF_AFTER and not self._started.is_set()
+                  and threading.current_thread() is not self._worker):
+                # The worker was woken 8 events ago and has not run yet: request threads
+                # are keeping the GIL. Hand it over: wait (at most 2 ms) until the worker
+                # runs. Left to itself, such a worker gets the GIL only by winning a race
+                # at one of the callers' brief releases (numpy calls release it for
+                # microseconds); it loses most of them, each lost race costing a futex
+                # wake and a wake-up of the other core: ~200 per drain, 7 µs of CPU per
+                # event (docs/benchmarks.md). This thread would wait for the worker's
+                # drain at its next release anyway; now it waits once, here. A service
+                # whose threads wait on I/O lets the worker run before the 8th event and
+                # never waits here.
                 self._started.wait(_HANDOFF_S)
 
     def _wait_for_space(self) -> bool:
