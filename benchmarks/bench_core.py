@@ -168,7 +168,7 @@ def _table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def run(quick: bool = False) -> str:
-    n, warmup, rounds = (2_000, 200, 1) if quick else (20_000, 1_000, 3)
+    n, warmup, rounds = (2_000, 200, 1) if quick else (20_000, 1_000, 5)
     modes = {"one core": "1", "any core": ""}
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
         m: {c: [] for c in CONTENDERS} for m in modes}
