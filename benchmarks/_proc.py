@@ -66,6 +66,34 @@ class ReceiverProcess:
         self.proc.wait(10)
 
 
+class RecordFeeder:
+    """Feeds a sink the way the pipeline does: each event's fields with their orjson
+    serialisation (counted), handed over in batches of 512 records."""
+
+    def __init__(self, sink: Any, batch: int = 512) -> None:
+        import orjson
+
+        from wideevents.sinks import Record
+
+        self._sink = sink
+        self._batch = batch
+        self._pending: list[Any] = []
+        self._record = Record
+        self._dumps = orjson.dumps
+
+    def add(self, fields: dict[str, Any]) -> None:
+        pending = self._pending
+        pending.append(self._record(fields, self._dumps(fields)))
+        if len(pending) == self._batch:
+            self._sink.export(pending)
+            pending.clear()
+
+    def close(self, timeout: float) -> bool:
+        self._sink.export(self._pending)
+        self._pending.clear()
+        return bool(self._sink.close(timeout))
+
+
 def pin_to_one_core() -> None:
     """Keep this process (all its threads) on one core, where the platform allows it."""
     if hasattr(os, "sched_setaffinity"):

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._proc import (
     ReceiverProcess,
+    RecordFeeder,
     med,
     pin_to_one_core,
     run_worker,
@@ -62,24 +63,17 @@ def _worker(contender: str, n: int, warmup: int, url: str, dataset: str,
         def close() -> bool:
             return wideevents.shutdown(timeout=30.0)
     elif contender == "sink_export":
-        import orjson
+        from wideevents.sinks import HoneycombSink
 
-        from wideevents.sinks import HoneycombSink, Record
-
-        sink = HoneycombSink(KEY, dataset=dataset, api_host=url)
-        pending: list[Record] = []
+        feeder = RecordFeeder(HoneycombSink(KEY, dataset=dataset, api_host=url))
 
         def emit(i: int) -> None:
             fields = build_event(inputs, i)
             fields["timestamp"] = "2024-11-03T12:00:00.000000Z"
-            pending.append(Record(fields, orjson.dumps(fields)))
-            if len(pending) == 512:
-                sink.export(pending)
-                pending.clear()
+            feeder.add(fields)
 
         def close() -> bool:
-            sink.export(pending)
-            return sink.close(30.0)
+            return feeder.close(30.0)
     elif contender == "libhoney":
         import libhoney
 

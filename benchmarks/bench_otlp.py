@@ -15,6 +15,7 @@ from typing import Any
 
 from ._proc import (
     ReceiverProcess,
+    RecordFeeder,
     med,
     pin_to_one_core,
     run_worker,
@@ -80,13 +81,11 @@ def _worker(contender: str, n: int, warmup: int, url: str, service: str,
         def close() -> bool:
             return wideevents.shutdown(timeout=120.0)
     elif contender == "otlp_export":
-        import orjson
-
         from wideevents._ids import new_span_id, new_trace_id
-        from wideevents.sinks import OTLPSink, Record
+        from wideevents.sinks import OTLPSink
 
         sink = OTLPSink(url)
-        pending: list[Record] = []
+        feeder = RecordFeeder(sink)
 
         def emit(i: int) -> None:
             # The fields the pipeline adds to an event, then the record it hands over.
@@ -97,15 +96,10 @@ def _worker(contender: str, n: int, warmup: int, url: str, service: str,
             fields["trace.trace_id"] = new_trace_id()
             fields["trace.span_id"] = new_span_id()
             fields["duration_ms"] = 1.5
-            pending.append(Record(fields, orjson.dumps(fields)))
-            if len(pending) == 512:
-                sink.export(pending)
-                pending.clear()
+            feeder.add(fields)
 
         def close() -> bool:
-            sink.export(pending)
-            pending.clear()
-            return sink.close(120.0)
+            return feeder.close(120.0)
 
         def counted() -> int:
             stats: Any = sink.stats()
