@@ -249,22 +249,23 @@ def layout_events(n: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
 @pytest.mark.parametrize("signal", ["logs", "traces"])
-def test_layout_plans_encode_like_the_field_loop(signal: str) -> None:
+def test_layout_plans_encode_like_the_field_loop(signal: str, encoding: str) -> None:
     """The per-layout plans give byte for byte the attributes of the field-by-field loop,
     and every record decodes to its event's attributes."""
-    planned = Encoder(signal, "protobuf", {"deployment.environment.name": "prod"})
-    looped = Encoder(signal, "protobuf", {"deployment.environment.name": "prod"})
+    planned = Encoder(signal, encoding, {"deployment.environment.name": "prod"})
+    looped = Encoder(signal, encoding, {"deployment.environment.name": "prod"})
     events = layout_events(600, seed=11)
     for event in events:
         a: list[bytes] = []
         b: list[bytes] = []
-        got = planned._attributes_pb(event, a)
+        got = planned._attributes(event, a)
         want = looped._attributes_loop(event, b)
         assert (b"".join(a), got) == (b"".join(b), want)
     assert len(planned._plans) >= 3  # the plans were used, not only the loop
     body = b"".join(planned.body([planned.encode(e) for e in events]))
-    decoded = records(signal, decode(signal, "protobuf", body))
+    decoded = records(signal, decode(signal, encoding, body))
     assert len(decoded) == len(events)
     for resource, rec in decoded:  # grouped by resource: matched by "seq"
         got_attrs = attributes(rec.attributes)

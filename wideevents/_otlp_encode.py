@@ -144,7 +144,7 @@ class Encoder:
         """One item: the resource byte, then the encoded LogRecord or Span."""
         if self.json:
             attrs: list[bytes] = []
-            res, rate, nulls = self._attributes_loop(fields, attrs)
+            res, rate, nulls = self._attributes(fields, attrs)
             if rate is not None:
                 attr_json(self._keys.get("samplerate"), sample_rate(rate), attrs)
             rid = self._resource_id(res, attrs)
@@ -157,7 +157,7 @@ class Encoder:
         # Protobuf fields may come in any order: the attributes go first, straight into
         # the record's parts, after three slots for the item's prefix.
         parts: list[bytes] = [b"", b"", b""]
-        res, rate, nulls = self._attributes_pb(fields, parts)
+        res, rate, nulls = self._attributes(fields, parts)
         if rate is not None:
             attr_pb(self._keys.get("samplerate"), sample_rate(rate), parts)
         if nulls:
@@ -183,16 +183,17 @@ class Encoder:
             self._special[key] = info.role
         return info
 
-    def _attributes_pb(self, fields: Mapping[str, Any], out: list[bytes]
-                       ) -> tuple[list[tuple[str, Any]] | None, Any, int]:
+    def _attributes(self, fields: Mapping[str, Any], out: list[bytes]
+                    ) -> tuple[list[tuple[str, Any]] | None, Any, int]:
         """Append the encoded attributes; return (resource fields, samplerate, None count).
 
         Records of one code path repeat their keys and value types. For such a layout a
         :class:`_Plan` (built once) lets C-level calls do the per-field work: itemgetters
         pick the values by position, ``map(dict.get, ...)`` finds each string's or
-        integer's cached encoding, and one ``struct`` call packs the doubles. The output
-        is the same as the field-by-field loop's (:meth:`_attributes_loop`), which
-        takes the layouts a plan does not cover (booleans, arrays, other types).
+        integer's cached encoding, and one ``struct`` call (protobuf) or one
+        ``orjson.dumps`` (JSON) writes the doubles. The output is the same as the
+        field-by-field loop's (:meth:`_attributes_loop`), which takes the layouts a plan
+        does not cover (booleans, arrays, other types).
         """
         keys = tuple(fields)
         vals = tuple(fields.values())
@@ -214,12 +215,14 @@ class Encoder:
             picked = plan.get_si(vals)
             encoded: list[Any] = list(map(_dict_get, plan.si_caches, picked))
             if not all(encoded):  # a value not seen (cached) yet
+                encode = attr_json if self.json else attr_pb
                 for j, data in enumerate(encoded):
                     if data is None:
-                        encoded[j] = self._miss(plan.si_infos[j], picked[j], attr_pb)
+                        encoded[j] = self._miss(plan.si_infos[j], picked[j], encode)
             out += encoded
         if plan.f_infos:
-            self._pack_doubles(plan.f_infos, list(plan.get_f(vals)), out)
+            (self._json_doubles if self.json else self._pack_doubles)(
+                plan.f_infos, list(plan.get_f(vals)), out)
         res = list(zip(plan.res_keys, plan.get_res(vals))) if plan.res_keys else None
         return res, (vals[plan.rate_pos] if plan.rate_pos >= 0 else None), plan.nulls
 
