@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hostile import Hostile
 from ml_support import BrokenEvent, FakeEvent, assert_close, ref_compare, ref_score_fields
 
 import wideevents
@@ -309,19 +310,6 @@ def test_real_event_carries_the_fields() -> None:
     expected = ref_score_fields(p, ["x", "y", "z"], 2)
     assert_close(expected, {k: finished[k] for k in expected})
     assert ("z", False) == (finished["shadow.prediction.label"], finished["shadow.top1_same"])
-
-
-class Hostile:
-    """A value whose repr, index and float conversions all raise."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("no repr")
-
-    def __index__(self) -> int:
-        raise TypeError("no index")
-
-    def __float__(self) -> float:
-        raise ValueError("no float")
 
 
 def test_hostile_values_are_contained() -> None:

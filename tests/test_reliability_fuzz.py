@@ -32,6 +32,7 @@ from honeycomb_receiver import HoneycombReceiver
 from json_lines import parse_lines
 from otlp_receiver import OTLPReceiver
 from reliability_support import equation_holds, record_figure
+from hostile import Hostile, HostileKey
 from wideevents.sinks import FileSink, HoneycombSink, MemorySink, OTLPSink, StdoutSink
 
 KEY = "fuzz-test-key-0a4d"
@@ -39,53 +40,6 @@ MAX_FIELDS = 2000
 MAX_STRING_BYTES = 65_536
 MAX_EVENT_BYTES = 1_000_000
 SINKS = ("stdout", "file", "memory", "honeycomb", "otlp", "otlp#2")
-
-
-class Nasty:
-    """Raises from every hook a serialiser might call."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("str")
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("eq")
-
-    def __hash__(self) -> int:
-        raise RuntimeError("hash")
-
-    def __len__(self) -> int:
-        raise RuntimeError("len")
-
-    def __iter__(self) -> Iterator[Any]:
-        raise RuntimeError("iter")
-
-    def __bool__(self) -> bool:
-        raise RuntimeError("bool")
-
-    def __float__(self) -> float:
-        raise RuntimeError("float")
-
-    def __getattr__(self, name: str) -> Any:
-        raise RuntimeError(f"getattr {name}")
-
-
-class BadKey:
-    """Hashable (so it can be a dict key), but cannot be printed."""
-
-    def __hash__(self) -> int:
-        return 7
-
-    def __eq__(self, other: object) -> bool:
-        return other is self
-
-    def __repr__(self) -> str:
-        raise ValueError("repr")
-
-    def __str__(self) -> str:
-        raise ValueError("str")
 
 
 class WeirdStr(str):
@@ -121,7 +75,7 @@ def nested(depth: int) -> dict[str, Any]:
 
 def object_array() -> Any:
     arr = np.empty(2, dtype=object)
-    arr[0] = Nasty()
+    arr[0] = Hostile()
     arr[1] = recursive_list()
     return arr
 
@@ -136,7 +90,7 @@ huge_text = st.builds(lambda c, n: c * n, st.sampled_from(["x", "é", "\U0001F60
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**80), 2**80), st.floats(allow_nan=True),
     any_text, st.binary(max_size=64),
-    st.builds(lambda: Nasty()), st.builds(lambda: WeirdStr("w")), st.just(Color.RED),
+    st.builds(lambda: Hostile()), st.builds(lambda: WeirdStr("w")), st.just(Color.RED),
     st.just(decimal.Decimal("NaN")), st.just(decimal.Decimal("1e400")), st.just(1 + 2j),
     st.builds(uuid.UUID, st.uuids().map(str)), st.just(Path("/tmp/x")),
     st.datetimes(timezones=st.none() | st.just(datetime.UTC)),
@@ -152,7 +106,7 @@ values = st.one_of(
         st.frozensets(st.integers(), max_size=4)), max_leaves=20),
     huge_text, st.lists(huge_text | any_text, max_size=3))
 keys = st.one_of(any_text, st.integers(), st.none(), st.floats(allow_nan=True),
-                 st.tuples(st.integers(), any_text), st.builds(BadKey),
+                 st.tuples(st.integers(), any_text), st.builds(HostileKey),
                  st.integers(200, 2000).map(lambda n: "k" * n))
 
 
@@ -236,13 +190,13 @@ def test_random_event_contents_through_every_sink(tmp_path: Path) -> None:
 
     @settings(max_examples=300, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(name=st.one_of(any_text, st.builds(Nasty)),
+    @given(name=st.one_of(any_text, st.builds(Hostile)),
            fields=st.dictionaries(keys, values, max_size=25),
            items=st.lists(st.tuples(keys, values), max_size=5),
            kwargs=st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True), values,
                                   max_size=5),
-           counters=st.lists(st.tuples(keys | st.builds(Nasty), values), max_size=3),
-           stage=any_text | st.builds(Nasty))
+           counters=st.lists(st.tuples(keys | st.builds(Hostile), values), max_size=3),
+           stage=any_text | st.builds(Hostile))
     def emit(name: Any, fields: dict[Any, Any], items: list[tuple[Any, Any]],
              kwargs: dict[str, Any], counters: list[tuple[Any, Any]], stage: Any) -> None:
         rid = f"fuzz-{len(ids)}"
@@ -255,7 +209,7 @@ def test_random_event_contents_through_every_sink(tmp_path: Path) -> None:
                 ev.incr(key, by)
             with ev.timer(stage):
                 wideevents.add(fields)
-            ev[Nasty()] = 1  # type: ignore[index]  # unhashable: dropped, counted "bad_key"
+            ev[Hostile()] = 1  # type: ignore[index]  # unhashable: dropped, counted "bad_key"
             ev.add({"request.id": rid})
 
     with every_sink(tmp_path) as outputs:
@@ -279,8 +233,8 @@ def test_extreme_events_through_every_sink(tmp_path: Path) -> None:
         "huge": {"huge.text": "é" * 5_000_000},
         "deep": {"deep": nested(5_000)},
         "recursive": {"rec.list": recursive_list(), "rec.dict": recursive_dict()},
-        "nasty": {"nasty": Nasty(), BadKey(): Nasty(), "weird": WeirdStr("w"),
-                  "objarr": object_array(), "nasty.list": [Nasty(), Nasty()]},
+        "nasty": {"nasty": Hostile(), HostileKey(): Hostile(), "weird": WeirdStr("w"),
+                  "objarr": object_array(), "nasty.list": [Hostile(), Hostile()]},
         "bytes": {"raw": bytes(range(256)) * 4096, "s\ud800": "\udfff" * 100_000},
         "heavy": {"big.array": np.arange(1_000_000, dtype=np.float64),
                   "many.lists": [list(range(1000)) for _ in range(100)]},

@@ -31,6 +31,7 @@ import wideevents
 from wideevents.sinks import FileSink
 from wideevents.testing import capture_events
 
+from hostile import Hostile, HostileKey
 from json_lines import parse_line
 
 # Fields every event carries on its own (not added by the tests below).
@@ -128,38 +129,6 @@ class TorchLikeTensor:
 
 
 # -- hostile objects ------------------------------------------------------------------------
-class Hostile:
-    """Every dunder a serialiser might touch raises."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("str")
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("eq")
-
-    def __hash__(self) -> int:
-        raise RuntimeError("hash")
-
-    def __format__(self, spec: str) -> str:
-        raise RuntimeError("format")
-
-
-class HostileKey:
-    """Hashable, but converting it to text raises."""
-
-    def __repr__(self) -> str:
-        raise RuntimeError("repr")
-
-    def __str__(self) -> str:
-        raise RuntimeError("str")
-
-    def __hash__(self) -> int:
-        return 7
-
-
 class HugeRepr:
     def __repr__(self) -> str:
         return "<" + "x" * 5_000_000 + ">"

@@ -13,12 +13,11 @@ add them. Nothing here raises into user code.
 from __future__ import annotations
 
 import math
-import operator
 import time
 from typing import Any, Protocol
 
 from .._log import log_once
-from ._problems import COUNT_KEY, REASONS_KEY, Problems, merge_counts
+from ._problems import COUNT_KEY, REASONS_KEY, Problems, as_float, as_index, merge_counts
 from ._time import rfc3339, unix_seconds
 
 __all__ = ["MLEvent", "features", "model", "ranking", "retrieval", "scores", "shadow"]
@@ -195,10 +194,7 @@ def ranking(ev: MLEvent, ids: Any, scores: Any = None, *, k: int = 10) -> None:
 
 
 def _milliseconds(value: Any, problems: Problems, what: str) -> float | None:
-    try:
-        ms = float(value)
-    except (TypeError, ValueError):
-        ms = math.nan
+    ms = as_float(value)
     if not (math.isfinite(ms) and ms >= 0.0) or isinstance(value, bool):
         problems.add(f"{what}: duration_ms is not a non-negative number", value)
         return None
@@ -218,10 +214,11 @@ def retrieval(ev: MLEvent, backend: str, *, candidates: Any, status: Any, durati
             backend = str(backend) or "unknown"
         fields: dict[str, Any] = {}
         if candidates is not None:
-            try:
-                fields[f"retrieval.{backend}.candidates"] = operator.index(candidates)
-            except TypeError:
+            count = as_index(candidates)
+            if count is None:
                 problems.add("retrieval: candidates is not an integer", candidates)
+            else:
+                fields[f"retrieval.{backend}.candidates"] = count
         if status is not None:
             fields[f"retrieval.{backend}.status"] = (
                 status if isinstance(status, str) else str(status)
@@ -305,11 +302,8 @@ def _against_ranking(
 def _against_classifier(
     fields: dict[str, Any], problems: Problems, state: _State, ids: Any, scores: Any, k: Any
 ) -> None:
-    primary_k = state.options.get("k", 5)
-    try:
-        depth = min(operator.index(k), operator.index(primary_k))
-    except TypeError:
-        depth = 5
+    mine, primary = as_index(k), as_index(state.options.get("k", 5))
+    depth = 5 if mine is None or primary is None else min(mine, primary)
     if ids is not None:
         if state.top is None:
             problems.add("shadow: primary has no ranked labels to compare ids with")

@@ -192,7 +192,7 @@ def feedback_fields(
 def _reward(out: dict[str, Any], problems: Problems, reward: Any) -> None:
     try:
         value = float(_plain(reward))
-    except (TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - a user's __float__ may raise anything
         problems.add("feedback: reward is not a number", reward)
         return
     if isinstance(reward, str):

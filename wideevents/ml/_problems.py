@@ -8,12 +8,15 @@ low-cardinality in queries; the numbers go to the log, once per reason.
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import Any
 
 from .._log import log_once
 from .._normalize import safe_repr
 
-__all__ = ["COUNT_KEY", "MAX_REASONS", "REASONS_KEY", "Problems", "merge_counts"]
+__all__ = ["COUNT_KEY", "MAX_REASONS", "REASONS_KEY", "Problems", "as_float", "as_index",
+           "merge_counts"]
 
 COUNT_KEY = "meta.ml_error_count"
 REASONS_KEY = "meta.ml_error_reasons"
@@ -21,6 +24,25 @@ MAX_REASONS = 10
 
 
 _DETAIL_CHARS = 200
+
+
+# A user's value converts through its own hooks (__index__, __float__), which may raise
+# anything: any failure means "not a number here", a problem to count, not an internal
+# error that would lose the helper's other fields.
+def as_index(value: Any) -> int | None:
+    """``operator.index(value)``, or None when the value is not an integer."""
+    try:
+        return operator.index(value)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def as_float(value: Any) -> float:
+    """``float(value)``, or NaN when the value is not a number."""
+    try:
+        return float(value)
+    except Exception:  # noqa: BLE001
+        return math.nan
 
 
 class _Detail:

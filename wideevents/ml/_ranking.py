@@ -47,7 +47,7 @@ def _as_list(values: Any, problems: Problems, what: str) -> list[Any] | None:
         return None
     try:
         return list(values)
-    except TypeError:
+    except Exception:  # noqa: BLE001 - a user's __iter__ may raise anything
         problems.add(f"{what}: ids is not a sequence", type(values).__name__)
         return None
 

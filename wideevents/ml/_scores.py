@@ -24,13 +24,12 @@ The conventions, shared with :func:`~wideevents.ml.score_fields_batch`:
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ._problems import Problems
+from ._problems import Problems, as_float, as_index
 
 __all__ = [
     "KINDS",
@@ -104,10 +103,7 @@ def resolve_k(k: Any, problems: Problems, what: str) -> int:
     """``k`` as an int in 1..MAX_K; a bad value is a problem and falls back to 5 or MAX_K."""
     if type(k) is int and 0 < k <= MAX_K:
         return k
-    try:
-        kk = operator.index(k)
-    except TypeError:
-        kk = 0
+    kk = as_index(k) or 0
     if kk < 1:
         problems.add(f"{what}: k must be a positive integer", k)
         return 5
@@ -158,7 +154,7 @@ def score_fields_kind(
 def _labels_len(labels: Any, problems: Problems) -> int:
     try:
         return len(labels)
-    except TypeError:
+    except Exception:  # noqa: BLE001 - a user's __len__ may raise anything
         problems.add("scores: labels is not a sequence", type(labels).__name__)
         return -1
 
@@ -354,10 +350,7 @@ def resolve_threshold(threshold: Any, problems: Problems) -> float:
     """The binary decision threshold as a float (0.5 when absent or unusable)."""
     if threshold is None:
         return 0.5
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        value = math.nan
+    value = as_float(threshold)
     if not math.isfinite(value):
         problems.add("scores: threshold is not a number", threshold)
         return 0.5

@@ -66,7 +66,7 @@ def _rows_one_by_one(values: Any, options: dict[str, Any]) -> list[dict[str, Any
         return []
     try:
         rows = list(values)
-    except TypeError:
+    except Exception:  # noqa: BLE001 - a user's __iter__ may raise anything
         Problems().add("scores: batch is not a sequence of rows", type(values).__name__)
         return []
     return [score_fields(row, **options) for row in rows]
@@ -111,7 +111,7 @@ def _shared_problems(options: dict[str, Any], n_labels_expected: int) -> tuple[A
     if labels is not None:
         try:
             n_labels = len(labels)
-        except TypeError:
+        except Exception:  # noqa: BLE001 - a user's __len__ may raise anything
             problems.add("scores: labels is not a sequence", type(labels).__name__)
             return None, problems
         if n_labels != n_labels_expected:

@@ -34,7 +34,7 @@ def unix_seconds(value: Any) -> float | None:
         if callable(stamp):
             seconds = float(stamp())  # may be Any-typed
             return seconds if math.isfinite(seconds) else None
-    except (ValueError, TypeError, OverflowError, OSError):
+    except Exception:  # noqa: BLE001 - a user's timestamp() or __float__ may raise anything
         pass
     return None
 
