@@ -67,12 +67,16 @@ class ReceiverProcess:
 
 
 class RecordFeeder:
-    """Feeds a sink the way the pipeline does: each event's fields with their orjson
-    serialisation (counted), handed over in batches of 512 records."""
+    """Feeds a sink the way the pipeline does: each event with the fields the pipeline adds
+    (timestamp, name, service, host, pid, trace ids, duration), its orjson serialisation
+    (counted), handed over in batches of 512 records."""
 
-    def __init__(self, sink: Any, batch: int = 512) -> None:
+    def __init__(self, sink: Any, service: str, batch: int = 512) -> None:
+        import socket
+
         import orjson
 
+        from wideevents._ids import new_span_id, new_trace_id
         from wideevents.sinks import Record
 
         self._sink = sink
@@ -80,8 +84,17 @@ class RecordFeeder:
         self._pending: list[Any] = []
         self._record = Record
         self._dumps = orjson.dumps
+        self._ids = new_trace_id, new_span_id
+        self._static = {"name": "predict", "service.name": service,
+                        "host.name": socket.gethostname(), "process.pid": os.getpid()}
 
     def add(self, fields: dict[str, Any]) -> None:
+        new_trace_id, new_span_id = self._ids
+        fields["timestamp"] = "2024-11-03T12:00:00.000000Z"
+        fields.update(self._static)
+        fields["trace.trace_id"] = new_trace_id()
+        fields["trace.span_id"] = new_span_id()
+        fields["duration_ms"] = 1.5
         pending = self._pending
         pending.append(self._record(fields, self._dumps(fields)))
         if len(pending) == self._batch:
@@ -92,6 +105,28 @@ class RecordFeeder:
         self._sink.export(self._pending)
         self._pending.clear()
         return bool(self._sink.close(timeout))
+
+
+def pipeline_contender(inputs: Any, sink: Any, service: str, timeout: float) -> tuple[
+        Callable[[int], None], Callable[[], bool], Any]:
+    """wideevents as an application uses it: ``configure()`` with ``sink``, then one
+    ``event`` per call of ``emit(i)`` carrying :func:`fixture.build_event`'s fields.
+    Returns ``(emit, close, pipeline)``."""
+    import wideevents
+
+    from .fixture import build_event
+
+    pipeline = wideevents.configure(service_name=service, sinks=[sink])
+
+    def emit(i: int) -> None:
+        ev = wideevents.event("predict")
+        ev.add(build_event(inputs, i))
+        ev.finish()
+
+    def close() -> bool:
+        return wideevents.shutdown(timeout=timeout)
+
+    return emit, close, pipeline
 
 
 def pin_to_one_core() -> None:

@@ -18,6 +18,7 @@ from ._proc import (
     ReceiverProcess,
     RecordFeeder,
     med,
+    pipeline_contender,
     pin_to_one_core,
     run_worker,
     targets_table,
@@ -49,28 +50,17 @@ def _worker(contender: str, n: int, warmup: int, url: str, dataset: str,
         def emit(i: int) -> None:
             build_event(inputs, i)
     elif contender == "wideevents":
-        import wideevents
         from wideevents.sinks import HoneycombSink
 
-        wideevents.configure(service_name="bench",
-                             sinks=[HoneycombSink(KEY, dataset=dataset, api_host=url)])
-
-        def emit(i: int) -> None:
-            ev = wideevents.event("predict")
-            ev.add(build_event(inputs, i))
-            ev.finish()
-
-        def close() -> bool:
-            return wideevents.shutdown(timeout=30.0)
+        emit, close, _ = pipeline_contender(
+            inputs, HoneycombSink(KEY, dataset=dataset, api_host=url), "bench", 30.0)
     elif contender == "sink_export":
         from wideevents.sinks import HoneycombSink
 
-        feeder = RecordFeeder(HoneycombSink(KEY, dataset=dataset, api_host=url))
+        feeder = RecordFeeder(HoneycombSink(KEY, dataset=dataset, api_host=url), "bench")
 
         def emit(i: int) -> None:
-            fields = build_event(inputs, i)
-            fields["timestamp"] = "2024-11-03T12:00:00.000000Z"
-            feeder.add(fields)
+            feeder.add(build_event(inputs, i))
 
         def close() -> bool:
             return feeder.close(30.0)

@@ -17,6 +17,7 @@ from ._proc import (
     ReceiverProcess,
     RecordFeeder,
     med,
+    pipeline_contender,
     pin_to_one_core,
     run_worker,
     targets_table,
@@ -63,40 +64,21 @@ def _worker(contender: str, n: int, warmup: int, url: str, service: str,
         def emit(i: int) -> None:
             build_event(inputs, i)
     elif contender == "pipeline_only":
-        import wideevents
-
         class _Nothing:
             name = "nothing"
 
             def export(self, batch: Any) -> None:
                 pass
 
-        wideevents.configure(service_name=service, sinks=[_Nothing()])
-
-        def emit(i: int) -> None:
-            ev = wideevents.event("predict")
-            ev.add(build_event(inputs, i))
-            ev.finish()
-
-        def close() -> bool:
-            return wideevents.shutdown(timeout=120.0)
+        emit, close, _ = pipeline_contender(inputs, _Nothing(), service, 120.0)
     elif contender == "otlp_export":
-        from wideevents._ids import new_span_id, new_trace_id
         from wideevents.sinks import OTLPSink
 
         sink = OTLPSink(url)
-        feeder = RecordFeeder(sink)
+        feeder = RecordFeeder(sink, service)
 
         def emit(i: int) -> None:
-            # The fields the pipeline adds to an event, then the record it hands over.
-            fields = build_event(inputs, i)
-            fields["timestamp"] = "2024-11-03T12:00:00.000000Z"
-            fields["name"] = "predict"
-            fields["service.name"] = service
-            fields["trace.trace_id"] = new_trace_id()
-            fields["trace.span_id"] = new_span_id()
-            fields["duration_ms"] = 1.5
-            feeder.add(fields)
+            feeder.add(build_event(inputs, i))
 
         def close() -> bool:
             return feeder.close(120.0)
@@ -105,23 +87,15 @@ def _worker(contender: str, n: int, warmup: int, url: str, service: str,
             stats: Any = sink.stats()
             return int(sum(stats["dropped"].values()) + sum(stats["rejected"].values()))
     elif contender.startswith("otlp_"):
-        import wideevents
         from wideevents.sinks import OTLPSink
 
         signal = "traces" if contender == "otlp_traces" else "logs"
         encoding = "json" if contender == "otlp_json" else "protobuf"
         compression = contender.rpartition("_")[2]
         compression = compression if compression in ("none", "zstd") else "gzip"
-        pipeline = wideevents.configure(service_name=service, sinks=[
-            OTLPSink(url, signal=signal, encoding=encoding, compression=compression)])
-
-        def emit(i: int) -> None:
-            ev = wideevents.event("predict")
-            ev.add(build_event(inputs, i))
-            ev.finish()
-
-        def close() -> bool:
-            return wideevents.shutdown(timeout=120.0)
+        emit, close, pipeline = pipeline_contender(
+            inputs, OTLPSink(url, signal=signal, encoding=encoding, compression=compression),
+            service, 120.0)
 
         def counted() -> int:
             stats = pipeline.stats()
