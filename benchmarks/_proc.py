@@ -76,7 +76,7 @@ class RecordFeeder:
 
         import orjson
 
-        from wideevents._ids import new_span_id, new_trace_id
+        from wideevents._core.ids import new_span_id, new_trace_id
         from wideevents.sinks import Record
 
         self._sink = sink

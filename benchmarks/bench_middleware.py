@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import wideevents
-from wideevents import _config
+from wideevents._core import runtime
 from wideevents.integrations.asgi import WideEventsMiddleware
 from wideevents.integrations.wsgi import WideEventsWSGIMiddleware
 
@@ -200,7 +200,7 @@ def run(quick: bool = False) -> str:
         dropped = sum(wideevents.stats()["dropped"].values())
     finally:
         pipeline.shutdown(timeout=5.0)
-        if _config.swap_pipeline(None) is not pipeline:
+        if runtime.swap(None) is not pipeline:
             pass  # someone reconfigured meanwhile; leave theirs alone
     lines = [
         "## Middleware overhead per request (in process, no network)",

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from wideevents import _config
+from wideevents._core import runtime
 
 pytest_plugins = ["reliability_support"]
 
@@ -22,13 +22,13 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_pipeline() -> Iterator[None]:
     """Shut down whatever a test configured and start the next test from scratch."""
-    previous = _config.swap_pipeline(None)
+    previous = runtime.swap(None)
     if previous is not None:
         previous.shutdown(timeout=2.0)
     yield
-    current = _config.swap_pipeline(None)
+    current = runtime.swap(None)
     if current is not None:
         current.shutdown(timeout=2.0)
-    otel = sys.modules.get("wideevents._otel")
+    otel = sys.modules.get("wideevents._correlation")
     if otel is not None:  # configure() may have turned correlation on: process-wide state
         otel.disable()

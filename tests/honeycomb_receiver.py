@@ -32,7 +32,6 @@ from typing import Any, cast
 from urllib.parse import unquote
 
 import orjson
-
 from loopback_http import LoopbackHandler, LoopbackReceiver, LoopbackServer, slow_reply
 from loopback_http import decode_body as _decode
 

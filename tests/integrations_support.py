@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 import wideevents
-from wideevents import _config
+from wideevents._core import runtime
 from wideevents.sinks import MemorySink
 
 
@@ -26,7 +26,7 @@ def memory_pipeline(**kwargs: Any) -> Iterator[MemorySink]:
         yield sink
     finally:
         pipeline.shutdown(timeout=2.0)
-        if _config.swap_pipeline(None) is not pipeline:
+        if runtime.swap(None) is not pipeline:
             raise AssertionError("another test replaced the pipeline under us")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.special
 import scipy.stats
 
-from wideevents._ids import uuid7
+from wideevents._core.ids import uuid7
 
 
 class FakeEvent:

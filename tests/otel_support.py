@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from honeycomb_receiver import ExactLedger  # noqa: F401 - re-exported: one ledger for all sinks
 
-from wideevents import _event, _otel
+from wideevents import _correlation as _otel
+from wideevents._core import event as _event
 
 ROOT = Path(__file__).resolve().parent.parent
 RESOURCE_FIELDS = ("host.name", "process.pid", "deployment.environment.name")

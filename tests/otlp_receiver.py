@@ -35,11 +35,10 @@ import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
+from loopback_http import LoopbackHandler, LoopbackReceiver, decode_body, slow_reply
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
-
-from loopback_http import LoopbackHandler, LoopbackReceiver, decode_body, slow_reply
 
 FAULTS = ("400", "401", "413", "429", "500", "503", "slow", "reset", "malformed", "hang",
           "partial")

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from honeycomb_receiver import HoneycombReceiver, _check_event, _decode, _Handler, _Server
 
 TESTS = Path(__file__).resolve().parent

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wideevents._core import hooks
 from wideevents.integrations import _http
 
 # An independent reading of W3C Trace Context, section 3.2 (traceparent).
@@ -152,7 +153,7 @@ def test_safe_header_values() -> None:
 
 def test_finish_hooks_are_idempotent_and_contained() -> None:
     """A hook registers once; a failing hook is contained and the others still run."""
-    from wideevents._event import NON_RECORDING
+    from wideevents._core.event import NON_RECORDING
 
     calls: list[str] = []
 
@@ -162,12 +163,12 @@ def test_finish_hooks_are_idempotent_and_contained() -> None:
     def recording(ev: Any) -> None:
         calls.append("ran")
 
-    before = _http.finish_hooks
+    before = hooks.request_finish_hooks
     try:
         for hook in (failing, recording, recording):
-            _http.register_finish_hook(hook)
-        assert (*before, failing, recording) == _http.finish_hooks
-        _http.run_finish_hooks(NON_RECORDING)
+            hooks.register_request_finish_hook(hook)
+        assert (*before, failing, recording) == hooks.request_finish_hooks
+        hooks.run_request_finish_hooks(NON_RECORDING)
         assert ["ran"] == calls
     finally:
-        _http.finish_hooks = before
+        hooks.request_finish_hooks = before

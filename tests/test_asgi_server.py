@@ -14,6 +14,7 @@ import pytest
 import structlog
 from fastapi import BackgroundTasks, Depends, FastAPI, Header
 from fastapi.responses import StreamingResponse
+from integrations_support import get_all, memory_pipeline, uvicorn_server, wait_for_events
 from starlette.concurrency import run_in_threadpool
 
 import wideevents
@@ -21,8 +22,6 @@ from wideevents.integrations.asgi import WideEventsMiddleware
 from wideevents.integrations.logging import WideEventsHandler
 from wideevents.integrations.structlog import AddToEvent
 from wideevents.sinks import MemorySink
-
-from integrations_support import get_all, memory_pipeline, uvicorn_server, wait_for_events
 
 STREAM_CHUNKS = 4
 STREAM_SLEEP_S = 0.05

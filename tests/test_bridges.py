@@ -15,7 +15,7 @@ from structlog.contextvars import bind_contextvars, clear_contextvars
 
 import wideevents
 from wideevents import ConfigurationError
-from wideevents.integrations import _http
+from wideevents._core import hooks
 from wideevents.integrations import structlog as bridge
 from wideevents.integrations.asgi import WideEventsMiddleware
 from wideevents.integrations.logging import WideEventsHandler
@@ -40,11 +40,11 @@ def events() -> Iterator[list[dict[str, Any]]]:
 @pytest.fixture()
 def restore_merge_hooks() -> Iterator[None]:
     """Bridges built with merge_contextvars register process-wide hooks: undo them."""
-    hooks, prefixes = _http.finish_hooks, dict(bridge._merge_prefixes)
+    before, prefixes = hooks.request_finish_hooks, dict(bridge._merge_prefixes)
     try:
         yield
     finally:
-        _http.finish_hooks = hooks
+        hooks.request_finish_hooks = before
         bridge._merge_prefixes.clear()
         bridge._merge_prefixes.update(prefixes)
         clear_contextvars()

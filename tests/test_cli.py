@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from json_lines import parse_lines
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "wideevents"
@@ -140,7 +139,7 @@ MISSING_DUCKDB = """
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("wideevents._cli_query") is None,
+@pytest.mark.skipif(importlib.util.find_spec("wideevents.query._cli") is None,
                     reason="wideevents/_cli_query.py (the query subcommand) does not exist yet")
 def test_query_without_duckdb_names_the_extra(tmp_path: Path) -> None:
     """`wideevents query` without duckdb exits non-zero and says to install wideevents[query]."""

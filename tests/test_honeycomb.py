@@ -17,10 +17,11 @@ import pytest
 from honeycomb_receiver import ExactLedger, HoneycombReceiver, running
 
 import wideevents
-from wideevents import ConfigurationError, _log
-from wideevents._sender import SenderConfig
-from wideevents.sinks import Record
-from wideevents.sinks._honeycomb import HoneycombSink, HoneycombTransmission
+from wideevents import ConfigurationError
+from wideevents._core import log as _log
+from wideevents._transport.sender import SenderConfig
+from wideevents.integrations.libhoney import HoneycombTransmission
+from wideevents.sinks import HoneycombSink, Record
 
 KEY = "hcaik_01testkeyDONOTLEAK0123456789abcdefghijklmnopqrstuvwxyz0123"
 WRONG_KEY = "hcaik_01wrongkeyALSOSECRET987654321zyxwvutsrqponmlkjihgfedcba99"

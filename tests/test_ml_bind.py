@@ -12,7 +12,7 @@ from hostile import Hostile
 from ml_support import BrokenEvent, FakeEvent, assert_close, ref_compare, ref_score_fields
 
 import wideevents
-from wideevents._ids import uuid7_unix_ms
+from wideevents._core.ids import uuid7_unix_ms
 from wideevents.ml import Profile, _bind, compare_rankings, feature_fields, ranking_fields
 
 ERR = "meta.ml_error_count"

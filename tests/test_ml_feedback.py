@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 import wideevents
+from wideevents._core import predictions
+from wideevents._core.ids import uuid7
+from wideevents._core.predictions import PredictionCache, remember
 from wideevents._errors import ConfigurationError
-from wideevents._ids import uuid7
-from wideevents.ml import _feedback, configure_feedback_cache, feedback
-from wideevents.ml._feedback import _Cache, feedback_fields, remember
+from wideevents.ml import configure_feedback_cache, feedback
+from wideevents.ml._feedback import feedback_fields
 
 ERR = "meta.ml_error_count"
 REASONS = "meta.ml_error_reasons"
@@ -30,17 +32,17 @@ class Clock:
 
 @pytest.fixture(autouse=True)
 def fresh_cache() -> Any:
-    _feedback._CACHE.clear()
+    predictions.cache.clear()
     configure_feedback_cache()
     yield
-    _feedback._CACHE.clear()
+    predictions.cache.clear()
     configure_feedback_cache()
 
 
 def test_cache_ttl_expiry() -> None:
     """Entries vanish ttl_s after they were stored."""
     clock = Clock()
-    cache = _Cache(10, 60.0, clock)
+    cache = PredictionCache(10, 60.0, clock)
     cache.put("a", {"x": 1})
     clock.now += 59.9
     assert {"x": 1} == cache.get("a")
@@ -51,7 +53,7 @@ def test_cache_ttl_expiry() -> None:
 def test_cache_size_bound_evicts_oldest() -> None:
     """Past max_size the oldest entries go first; re-putting refreshes an entry."""
     clock = Clock()
-    cache = _Cache(3, 60.0, clock)
+    cache = PredictionCache(3, 60.0, clock)
     for key in "abc":
         cache.put(key, {"k": key})
         clock.now += 1
@@ -64,7 +66,7 @@ def test_cache_size_bound_evicts_oldest() -> None:
 def test_cache_expired_entries_are_dropped_on_insert() -> None:
     """Expired entries at the front are evicted when new ones arrive (bounded memory)."""
     clock = Clock()
-    cache = _Cache(100, 10.0, clock)
+    cache = PredictionCache(100, 10.0, clock)
     for i in range(50):
         cache.put(str(i), {})
     clock.now += 11
@@ -74,7 +76,7 @@ def test_cache_expired_entries_are_dropped_on_insert() -> None:
 
 def test_cache_thread_safety() -> None:
     """Concurrent puts and gets: no errors, the size bound holds."""
-    cache = _Cache(500, 60.0)
+    cache = PredictionCache(500, 60.0)
     errors: list[BaseException] = []
 
     def work(offset: int) -> None:
@@ -108,10 +110,10 @@ def test_configure_validates_and_resizes() -> None:
     for i in range(5):
         remember({"prediction.id": f"id{i}", "model.name": "m"})
     configure_feedback_cache(max_size=2)
-    assert 2 == len(_feedback._CACHE)
+    assert 2 == len(predictions.cache)
     configure_feedback_cache(max_size=0)
     remember({"prediction.id": "new", "model.name": "m"})
-    assert 0 == len(_feedback._CACHE)
+    assert 0 == len(predictions.cache)
 
 
 def test_remember_keeps_only_the_copied_fields() -> None:
@@ -138,8 +140,8 @@ def test_remember_keeps_only_the_copied_fields() -> None:
         "slice.tenant": "t",
         "prediction.label": "cat",
         "prediction.score": 0.9,
-    } == _feedback._CACHE.get("p1")
-    assert (None, 1) == (_feedback._CACHE.get("p2"), len(_feedback._CACHE))
+    } == predictions.cache.get("p1")
+    assert (None, 1) == (predictions.cache.get("p2"), len(predictions.cache))
 
 
 def test_feedback_fields_matched_with_delay() -> None:

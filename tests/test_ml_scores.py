@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from ml_support import assert_close, ref_score_fields
+
 from wideevents.ml import score_fields, score_fields_batch
 
 ERR = "meta.ml_error_count"

@@ -9,11 +9,6 @@ import logging
 from typing import Any
 
 import pytest
-
-import wideevents
-from wideevents import _event, _otel
-from wideevents.sinks import MemorySink, OTelSink
-
 from otel_support import (
     otel_clean,  # noqa: F401 - fixture
     otel_enabled,  # noqa: F401 - fixture
@@ -21,6 +16,11 @@ from otel_support import (
     scoped_event,
     tracing,
 )
+
+import wideevents
+from wideevents import _correlation as _otel
+from wideevents._core import hooks
+from wideevents.sinks import MemorySink, OTelSink
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -188,7 +188,7 @@ def test_traceparent_with_the_api_alone() -> None:
     out = run_python(f"""
         import json, sys
         import wideevents
-        from wideevents import _otel
+        from wideevents import _correlation as _otel
         from wideevents.sinks import MemorySink
         from opentelemetry import context, trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -236,10 +236,10 @@ def test_import_wideevents_loads_no_opentelemetry() -> None:
 
 def test_disable_restores_the_hooks() -> None:
     """enable() registers its hooks once; disable() removes exactly them."""
-    before = (list(_event.parent_resolvers), list(_event.inject_fallbacks))
+    before = (list(hooks.parent_resolvers), list(hooks.inject_fallbacks))
     _otel.enable()
     _otel.enable()
-    during = (_event.parent_resolvers[0], _event.inject_fallbacks.count(_otel.inject_current))
+    during = (hooks.parent_resolvers[0], hooks.inject_fallbacks.count(_otel.inject_current))
     _otel.disable()
     assert ((_otel.current_parent, 1), before) == (
-        during, (list(_event.parent_resolvers), list(_event.inject_fallbacks)))
+        during, (list(hooks.parent_resolvers), list(hooks.inject_fallbacks)))

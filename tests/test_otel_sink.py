@@ -6,11 +6,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-import wideevents
-from wideevents import ConfigurationError
-from wideevents.sinks import MemorySink, OTelSink
-
 from otel_support import (
     check_equation,
     expected_otlp,
@@ -23,6 +18,10 @@ from otel_support import (
     typed,
 )
 from otlp_receiver import running
+
+import wideevents
+from wideevents import ConfigurationError
+from wideevents.sinks import MemorySink, OTelSink
 
 pytestmark = pytest.mark.usefixtures("otel_clean")
 
@@ -159,7 +158,7 @@ def test_log_mode_records_match_events() -> None:
 
 def test_log_mode_keeps_identity_under_the_limit() -> None:
     """Log records obey the SDK's log attribute limit the same way: identity first, named drops."""
-    from opentelemetry.sdk._logs import LogRecordLimits, LoggerProvider
+    from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
     provider = LoggerProvider(shutdown_on_exit=False,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from otel_support import make_records
+from otlp_receiver import running
 
 import wideevents
 from wideevents import ConfigurationError
 from wideevents.sinks import OTLPSink
-
-from otel_support import make_records
-from otlp_receiver import running
 
 OTEL_VARS = [
     "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",

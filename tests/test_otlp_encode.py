@@ -6,16 +6,15 @@ import random
 from typing import Any
 
 import pytest
+from otel_support import expected_otlp, rfc3339_to_ns, typed
+from otlp_receiver import _response, attributes, decode_request, request_records
 
-from wideevents._otlp_encode import (
+from wideevents.sinks._otlp._encode import (
     Encoder,
     parse_export_response,
     parse_status_message,
     timestamp_ns,
 )
-
-from otel_support import expected_otlp, rfc3339_to_ns, typed
-from otlp_receiver import _response, attributes, decode_request, request_records
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"

@@ -7,10 +7,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-import wideevents
-from wideevents.sinks import MemorySink, OTLPSink
-
 from otel_support import (
     ExactLedger,
     check_equation,
@@ -20,6 +16,9 @@ from otel_support import (
     typed,
 )
 from otlp_receiver import OTLPReceiver, running
+
+import wideevents
+from wideevents.sinks import MemorySink, OTLPSink
 
 COMBOS = [(s, e) for s in ("logs", "traces") for e in ("protobuf", "json")]
 FAST = {"send_interval": 0.01, "backoff_initial": 0.01, "backoff_max": 0.05}
@@ -299,7 +298,7 @@ def test_fork_child_forgets_the_parents_buffer(rx: OTLPReceiver) -> None:
         try:
             sink.reset_after_fork()
             os._exit(0 if sink.pending == 0 else 1)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the forked child must exit, never return to pytest
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert 0 == os.waitstatus_to_exitcode(status)

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from json_lines import parse_lines
 
 import wideevents
 from wideevents.sinks import FileSink, MemorySink
-
-from json_lines import parse_lines
 
 HEAVY_MODULES = ("libhoney", "opentelemetry.sdk", "duckdb", "numpy", "fastapi", "starlette",
                  "flask", "uvicorn")

@@ -26,10 +26,10 @@ from query_support import (
     write_events,
 )
 
-from wideevents._cli_query import add_query_parser, add_tail_parser, format_table
 from wideevents._errors import ConfigurationError
 from wideevents._filter import Condition
 from wideevents.query import Having, Order, Query, QueryResult
+from wideevents.query._cli import add_query_parser, add_tail_parser, format_table
 from wideevents.query._text import parse_having, parse_order, parse_where
 
 ROOT = Path(__file__).resolve().parent.parent

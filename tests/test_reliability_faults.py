@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import wideevents
 from otlp_receiver import OTLPReceiver
 from reliability_support import (
     FaultyReceiver,
@@ -36,7 +34,9 @@ from reliability_support import (
     spawn,
     stop_group,
 )
-from wideevents import _log
+
+import wideevents
+from wideevents._core import log as _log
 from wideevents.sinks import FileSink, HoneycombSink, MemorySink, OTLPSink
 
 KEY = "faults-test-key-93c1"

@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from honeycomb_receiver import HoneycombReceiver
+from hostile import Hostile, HostileKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import wideevents
-from honeycomb_receiver import HoneycombReceiver
 from json_lines import parse_lines
 from otlp_receiver import OTLPReceiver
 from reliability_support import equation_holds, record_figure
-from hostile import Hostile, HostileKey
+
+import wideevents
 from wideevents.sinks import FileSink, HoneycombSink, MemorySink, OTLPSink, StdoutSink
 
 KEY = "fuzz-test-key-0a4d"

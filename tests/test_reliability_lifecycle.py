@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from honeycomb_receiver import HoneycombReceiver, running
 from reliability_support import (
     child_env,

@@ -18,7 +18,6 @@ import urllib.request
 from typing import Any
 
 import pytest
-
 from reliability_support import (
     TESTS,
     child_env,

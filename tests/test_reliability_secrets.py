@@ -15,8 +15,8 @@ import subprocess
 from typing import Any
 
 import pytest
-
 from reliability_support import child_env, python, record_figure
+
 from wideevents import ConfigurationError
 from wideevents.sinks import HoneycombSink, OTLPSink
 

@@ -10,9 +10,9 @@ import time
 from typing import Any
 
 import pytest
+from reliability_support import wait_until
 
 import wideevents
-from reliability_support import wait_until
 from wideevents.sinks import MemorySink
 
 

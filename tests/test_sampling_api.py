@@ -10,7 +10,8 @@ import pytest
 from sampling_support import reference_keep
 
 import wideevents
-from wideevents import _config, sampling
+from wideevents import sampling
+from wideevents._core import runtime
 from wideevents.sampling import (
     DeterministicSampler,
     DynamicSampler,
@@ -67,13 +68,13 @@ def test_stats_are_json_ready() -> None:
 @pytest.fixture
 def memory_pipeline() -> Iterator[MemorySink]:
     """A configured pipeline writing to memory; the previous global pipeline is restored."""
-    previous = _config.swap_pipeline(None)
+    previous = runtime.swap(None)
     sink = MemorySink()
     try:
         yield sink
     finally:
         wideevents.shutdown(timeout=5)
-        _config.swap_pipeline(previous)
+        runtime.swap(previous)
 
 
 def test_configure_with_rules_sampler(memory_pipeline: MemorySink) -> None:

@@ -21,15 +21,16 @@ import orjson
 import pytest
 import zstandard
 
-from wideevents._sender import (
+from wideevents._transport import (
     Destination,
     Reply,
+    Response,
     Sender,
     SenderConfig,
     backoff_delay,
+    parse_origin,
     reply_for_status,
 )
-from wideevents._sender_http import Response, parse_origin
 
 
 class LineCodec:
@@ -53,16 +54,35 @@ class LineCodec:
 
 
 class Outcomes:
-    """A Reporter that keeps every report."""
+    """A ledger that keeps every outcome the sender reports, with the tags it passed."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.reports: list[tuple[str, str, int, list[object] | None]] = []
 
-    def report(self, outcome: str, reason: str, count: int,
-               tags: Sequence[object] | None, status: int) -> None:
+    def _add(self, outcome: str, reason: str, count: int) -> None:
         with self.lock:
-            self.reports.append((outcome, reason, count, None if tags is None else list(tags)))
+            self.reports.append((outcome, reason, count, None))
+
+    def sent(self, n: int = 1) -> None:
+        self._add("sent", "", n)
+
+    def rejected(self, reason: str, n: int = 1) -> None:
+        self._add("rejected", reason, n)
+
+    def dropped(self, reason: str, n: int = 1) -> None:
+        self._add("dropped", reason, n)
+
+    def fields_dropped(self, reason: str, n: int = 1) -> None:
+        raise AssertionError("the sender never removes fields")
+
+    def tagged(self, outcome: str, reason: str, tags: Sequence[object], status: int) -> None:
+        """The sender's tagged-outcome callback: it follows the ledger call for the same items."""
+        with self.lock:
+            last = self.reports[-1]
+            assert last[:2] == (outcome, reason if outcome != "sent" else "")
+            assert last[2] == len(tags)
+            self.reports[-1] = (*last[:3], list(tags))
 
     def totals(self) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
@@ -157,7 +177,8 @@ def server() -> Iterator[LineServer]:
 def make(server_url: str, outcomes: Outcomes, codec: Any = None, **config: Any) -> Sender:
     config.setdefault("backoff_initial", 0.01)
     config.setdefault("backoff_max", 0.05)
-    return Sender("test", codec or LineCodec(), outcomes, SenderConfig(**config))
+    return Sender("test", codec or LineCodec(), SenderConfig(**config), ledger=outcomes,
+                  on_tagged=outcomes.tagged)
 
 
 def dest(url: str) -> Destination:
@@ -448,7 +469,7 @@ def test_gzip_is_standard_with_or_without_isal(monkeypatch: pytest.MonkeyPatch,
     the standard library reads back; explicit levels past ISA-L's 0-3 use zlib."""
     import sys
 
-    from wideevents._sender_http import make_compression
+    from wideevents._transport import make_compression
 
     if isal_present:
         pytest.importorskip("isal")

@@ -12,12 +12,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from json_lines import parse_lines
 
 import wideevents
 from wideevents.sinks import FileSink, MemorySink, StdoutSink
 from wideevents.testing import capture_events
-
-from json_lines import parse_lines
 
 ANSI_ESCAPE = "\x1b["
 

@@ -23,16 +23,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hostile import Hostile, HostileKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from json_lines import parse_line
 
 import wideevents
 from wideevents.sinks import FileSink
 from wideevents.testing import capture_events
-
-from hostile import Hostile, HostileKey
-from json_lines import parse_line
 
 # Fields every event carries on its own (not added by the tests below).
 STANDARD = frozenset({

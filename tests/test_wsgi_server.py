@@ -12,9 +12,9 @@ import httpx
 import pytest
 import structlog
 from flask import Flask, Response, request, stream_with_context
+from integrations_support import get_all, memory_pipeline, wait_for_events, waitress_server
 
 import wideevents
-from integrations_support import get_all, memory_pipeline, waitress_server, wait_for_events
 from wideevents.integrations.logging import WideEventsHandler
 from wideevents.integrations.structlog import AddToEvent
 from wideevents.integrations.wsgi import WideEventsWSGIMiddleware

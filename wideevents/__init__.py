@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._config import configure, flush, install_signal_handlers, shutdown, stats
+from ._config import configure
+from ._core.event import Event, add, add_trace, current_event, event, inject
+from ._core.instrument import in_context, instrument
+from ._core.lifecycle import install_signal_handlers
+from ._core.limits import Limits
+from ._core.pipeline import Pipeline
+from ._core.runtime import flush, shutdown, stats
 from ._errors import ConfigurationError
-from ._event import Event, add, add_trace, current_event, event, inject
-from ._instrument import in_context, instrument
-from ._limits import Limits
-from ._pipeline import Pipeline
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "ConfigurationError",

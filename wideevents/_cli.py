@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_parser(sub)
     try:
-        from ._cli_query import add_query_parser, add_tail_parser
+        from .query._cli import add_query_parser, add_tail_parser
     except ImportError:  # the query CLI is not part of this build
         pass
     else:

@@ -1,46 +1,35 @@
-"""Configuration: building the pipeline, the default one, and the process-wide controls.
+"""``configure()``: the one place that wires the pipeline, its sinks and the process.
 
 ``configure()`` validates everything (arguments and the environment it reads) and raises
-:class:`ConfigurationError` with a fix-it message. Without it, the first event builds the
-default pipeline from the environment; a bad variable there is logged once and the
-default falls back to stdout JSON lines, never raised.
+:class:`ConfigurationError` with a fix-it message, then fills the core's pipeline slot
+(:mod:`wideevents._core.runtime`). Without it, the first event builds the default
+pipeline from the environment (the factory registered below); a bad variable there is
+logged once and the default falls back to stdout JSON lines, never raised.
 """
 
 from __future__ import annotations
 
-import atexit
 import math
-import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._core import hooks, lifecycle, runtime
+from ._core.env import env
+from ._core.limits import Limits
+from ._core.log import log_once
+from ._core.pipeline import Pipeline
+from ._core.redact import DEFAULT_REDACT, Redactor
+from ._core.service import default_service_name, parse_resource_attributes, static_fields
 from ._errors import ConfigurationError
-from ._limits import DEFAULT_REDACT, Limits, Redactor
-from ._log import log_once
-from ._pipeline import Pipeline
-from ._service import default_service_name, parse_resource_attributes, static_fields
+from .ml import _bind as _ml_bind
 
-__all__ = [
-    "active_pipeline", "configure", "flush", "install_signal_handlers", "shutdown", "stats",
-]
-
-_active: Pipeline | None = None
-_lock = threading.RLock()
-_capture_stacktrace = False
-_exit_timeout = 2.0
-_atexit_registered = False
+__all__ = ["configure", "sinks_from_spec"]
 
 SINK_SPEC_HELP = (
     "use 'stdout', 'stdout:pretty', 'file:PATH' (e.g. file:events.jsonl, {pid} allowed), "
     "'honeycomb', 'otlp' or 'none'"
 )
-
-
-def capture_stacktrace() -> bool:
-    return _capture_stacktrace
 
 
 def sinks_from_spec(spec: str) -> list[Any]:
@@ -100,6 +89,7 @@ def _build(
     redact: Iterable[str] | None,
     bind: bool = True,
     self_report_interval: float | None = None,
+    capture_stacktrace: bool = False,
 ) -> Pipeline:
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise ConfigurationError(f"service_name={service_name!r}: use a non-empty string")
@@ -133,11 +123,11 @@ def _build(
         raise ConfigurationError(
             f"self_report_interval={self_report_interval!r}: use seconds > 0 (e.g. 60) or None "
             "(no wideevents.stats events)")
-    parse_resource_attributes(os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""), strict=True)
+    parse_resource_attributes(env("OTEL_RESOURCE_ATTRIBUTES"), strict=True)
     if sinks is None:
-        env = os.environ.get("WIDEEVENTS_SINK", "").strip()
+        spec = env("WIDEEVENTS_SINK")
         try:
-            sink_list = sinks_from_spec(env) if env else sinks_from_spec("stdout")
+            sink_list = sinks_from_spec(spec) if spec else sinks_from_spec("stdout")
         except ConfigurationError as exc:
             raise ConfigurationError(f"environment variable WIDEEVENTS_SINK: {exc}") from None
     elif isinstance(sinks, str):
@@ -161,6 +151,7 @@ def _build(
         bind=bind,
         self_report_interval=(None if self_report_interval is None
                               else float(self_report_interval)),
+        capture_stacktrace=capture_stacktrace,
     )
 
 
@@ -191,39 +182,34 @@ def configure(
     ``stats.*`` fields (None: never). The previous pipeline is flushed and shut down
     (within 2 s).
     """
-    global _active, _capture_stacktrace, _exit_timeout
     if not isinstance(exit_timeout, (int, float)) or not exit_timeout >= 0:
         raise ConfigurationError(f"exit_timeout={exit_timeout!r}: use seconds >= 0")
     pipeline = _build(service_name, sinks, sampler, processors, static_fields, queue_size,
                       enqueue_timeout, limits, redact, bind=False,
-                      self_report_interval=self_report_interval)
-    with _lock:
-        previous = _active
+                      self_report_interval=self_report_interval,
+                      capture_stacktrace=bool(capture_stacktrace))
+    previous = runtime.current()
     if previous is not None:
         # First, so that a sink reused by the new pipeline reports the old events to the old one.
         previous.shutdown(timeout=2.0)
     pipeline.bind_sinks()
     _enable_otel(otel)
-    with _lock:
-        _active = pipeline
-        _capture_stacktrace = bool(capture_stacktrace)
-        _exit_timeout = float(exit_timeout)
-        _register_atexit()
+    runtime.install(pipeline)
+    lifecycle.set_exit_timeout(exit_timeout)
+    lifecycle.arm()
     return pipeline
 
 
 def _enable_otel(otel: bool | None) -> None:
     """Turn trace correlation on when asked, or when the app already uses OpenTelemetry."""
-    import sys
-
     if otel is False:
-        if "wideevents._otel" in sys.modules:
-            sys.modules["wideevents._otel"].disable()
+        if "wideevents._correlation" in sys.modules:
+            sys.modules["wideevents._correlation"].disable()
         return
     if otel is None and "opentelemetry.trace" not in sys.modules:
         return  # costs nothing for applications that do not use OpenTelemetry
     try:
-        from . import _otel
+        from . import _correlation as _otel
 
         _otel.enable()
     except ImportError as exc:
@@ -232,178 +218,22 @@ def _enable_otel(otel: bool | None) -> None:
 
 
 def _default_pipeline() -> Pipeline:
+    """The pipeline used when nothing was configured: from the environment, never raising."""
     try:
-        return _build(None, None, None, (), None, 10_000, 0.0, None, None)
+        pipeline = _build(None, None, None, (), None, 10_000, 0.0, None, None)
     except ConfigurationError as exc:
         log_once("default-config", "wideevents: %s; falling back to stdout JSON lines", exc)
         from .sinks import StdoutSink
 
-        return Pipeline(sinks=[StdoutSink()],
-                        static_fields=lambda: static_fields(default_service_name(None, {})))
-
-
-def active_pipeline() -> Pipeline:
-    """The installed pipeline, building the default one on first use."""
-    p = _active
-    if p is not None:
-        return p
-    return _install_default()
-
-
-def _install_default() -> Pipeline:
-    global _active
-    with _lock:
-        if _active is None:
-            _active = _default_pipeline()
-            try:
-                _enable_otel(None)
-            except Exception:  # noqa: BLE001 - the default pipeline never raises
-                pass
-            _register_atexit()
-        return _active
-
-
-def swap_pipeline(pipeline: Pipeline | None) -> Pipeline | None:
-    """Install ``pipeline`` without shutting the previous one down; return the previous."""
-    global _active
-    with _lock:
-        previous, _active = _active, pipeline
-        return previous
-
-
-def _register_atexit() -> None:
-    global _atexit_registered
-    if not _atexit_registered:
-        _atexit_registered = True
-        atexit.register(_at_exit)
-    _arm_multiprocessing_exit()
-
-
-def _at_exit() -> None:
-    p = _active
-    if p is not None:
-        p.shutdown(timeout=_exit_timeout)
-
-
-class _ForkToken:
-    """A weak-referenceable key for multiprocessing's after-fork registry."""
-
-
-_fork_token = _ForkToken()
-_mp_armed_pid = 0
-
-
-def _arm_multiprocessing_exit(_token: object = None) -> None:
-    """Shut down at exit from multiprocessing's finalizers too, once per process.
-
-    ``multiprocessing`` ends its fork and forkserver children with ``os._exit()``: atexit
-    never runs there, but the finalizers of ``multiprocessing.util`` do (when the target
-    returns). A child clears the finalizers it inherits, then runs the after-fork
-    callbacks: this function is one, so the child arms itself again.
-    """
-    global _mp_armed_pid
-    util = sys.modules.get("multiprocessing.util")
-    if util is None or _mp_armed_pid == os.getpid():
-        return
-    _mp_armed_pid = os.getpid()
+        pipeline = Pipeline(sinks=[StdoutSink()],
+                            static_fields=lambda: static_fields(default_service_name(None, {})))
     try:
-        util.Finalize(None, _at_exit, exitpriority=0)
-        util.register_after_fork(_fork_token, _arm_multiprocessing_exit)
-    except Exception as exc:  # noqa: BLE001 - exit flushing is best effort, never fatal
-        log_once("mp-finalize", "wideevents: cannot register a multiprocessing exit "
-                 "finalizer: %s", exc)
+        _enable_otel(None)
+    except Exception:  # noqa: BLE001 - the default pipeline never raises
+        pass
+    lifecycle.arm()
+    return pipeline
 
 
-def _before_fork() -> None:
-    # multiprocessing may have been imported after configure(): arm before its children fork.
-    if _active is not None:
-        _arm_multiprocessing_exit()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork)
-
-
-def flush(timeout: float = 5.0) -> bool:
-    """Deliver every finished event within ``timeout``; True when nothing is pending."""
-    p = _active
-    return True if p is None else p.flush(timeout)
-
-
-def shutdown(timeout: float = 5.0) -> bool:
-    """Flush and close the sinks within ``timeout``; later events are dropped and counted."""
-    p = _active
-    return True if p is None else p.shutdown(timeout)
-
-
-def stats() -> dict[str, Any]:
-    """Counters of the active pipeline (see DESIGN section 3 for the shape)."""
-    p = _active
-    if p is None:
-        return {"emitted": 0, "dropped": {}, "sinks": {}, "samplers": {},
-                "fields": {"dropped": {}, "truncated": {}}, "errors": {}}
-    return p.stats()
-
-
-def install_signal_handlers(timeout: float = 5.0,
-                            signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
-    """On SIGTERM/SIGINT flush within ``timeout``, then run the previous handler.
-
-    Call it from the main thread. With the default previous handler the process then
-    ends as it would have (SIGINT raises KeyboardInterrupt; SIGTERM terminates). The
-    program keeps running while the flush runs on a helper thread; a second signal
-    during the flush runs the previous handler at once. Calling it again replaces the
-    timeout (handlers are not stacked).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        raise ConfigurationError("install_signal_handlers() must be called from the main thread")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
-        raise ConfigurationError(f"install_signal_handlers(timeout={timeout!r}): use seconds >= 0")
-    for signum in signals:
-        previous = signal.getsignal(signum)
-        if isinstance(previous, _FlushThenChain):
-            previous = previous.previous
-        signal.signal(signum, _FlushThenChain(previous, float(timeout)))
-
-
-class _FlushThenChain:
-    """A signal handler: flush on a helper thread, then deliver the signal again and chain.
-
-    Flushing inside the handler could deadlock: the handler runs on the main thread between
-    two bytecodes, possibly while that thread holds the pipeline's lock (in ``finish()``),
-    which the flush needs. So the handler only starts the helper and returns; the helper
-    flushes, then sends the same signal again, and the handler passes it on.
-    """
-
-    def __init__(self, previous: Any, timeout: float) -> None:
-        self.previous = previous
-        self.timeout = timeout
-        self._state = "idle"  # -> "flushing" (helper running) -> "flushed" (signal resent)
-        self._cycle = 0
-
-    def __call__(self, num: int, frame: Any) -> None:
-        if self._state == "idle":
-            self._state = "flushing"
-            threading.Thread(target=self._flush_and_resend, args=(num, self._cycle),
-                             name="wideevents-signal-flush", daemon=True).start()
-            return
-        # The helper's resent signal, or a second one during the flush: chain now.
-        self._state = "idle"
-        self._cycle += 1
-        self._chain(num, frame)
-
-    def _flush_and_resend(self, num: int, cycle: int) -> None:
-        flush(self.timeout)
-        if self._cycle == cycle and self._state == "flushing":
-            self._state = "flushed"
-            os.kill(os.getpid(), num)
-
-    def _chain(self, num: int, frame: Any) -> None:
-        previous = self.previous
-        if callable(previous):
-            previous(num, frame)
-        elif previous == signal.SIG_IGN:
-            return
-        else:  # SIG_DFL, or a handler installed outside Python (None): the default action
-            signal.signal(num, signal.SIG_DFL)
-            os.kill(os.getpid(), num)
+runtime.set_default_factory(_default_pipeline)
+hooks.ml_helpers = _ml_bind  # Event.model/scores/... (the core cannot import wideevents.ml)

@@ -6,24 +6,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _config
-from ._limits import Redactor
-from ._pipeline import Pipeline
-from ._service import default_service_name, static_fields
+from ._core import runtime
+from ._core.pipeline import Pipeline
+from ._core.redact import Redactor
+from ._core.service import default_service_name, static_fields
 from .sinks import MemorySink
 
 __all__ = ["capture_events"]
-
-
-class _SyncPipeline(Pipeline):
-    """Processes each event on the finishing thread: tests see it as soon as it ends."""
-
-    def enqueue(self, fields: dict[str, Any], start_ns: int) -> None:
-        with self._lock:
-            self._emitted += 1
-            self._accepted += 1
-            self._inflight += 1
-        self._process([(fields, start_ns)])
 
 
 @contextmanager
@@ -35,10 +24,10 @@ def capture_events(service_name: str | None = None) -> Iterator[list[dict[str, A
     """
     sink = MemorySink()
     name = default_service_name(service_name)
-    pipeline = _SyncPipeline(sinks=[sink], static_fields=lambda: static_fields(name),
-                             redactor=Redactor())
-    previous = _config.swap_pipeline(pipeline)
+    pipeline = Pipeline(sinks=[sink], static_fields=lambda: static_fields(name),
+                        redactor=Redactor(), synchronous=True)
+    previous = runtime.swap(pipeline)
     try:
         yield sink.events
     finally:
-        _config.swap_pipeline(previous)
+        runtime.swap(previous)

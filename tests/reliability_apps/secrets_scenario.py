@@ -23,9 +23,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import wideevents
 from honeycomb_receiver import HoneycombReceiver
 from otlp_receiver import OTLPReceiver
+
+import wideevents
 from wideevents.sinks import HoneycombSink, OTLPSink, StdoutSink
 
 K1 = os.environ["HONEYCOMB_API_KEY"]

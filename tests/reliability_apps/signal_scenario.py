@@ -22,7 +22,7 @@ import sys
 import time
 
 import wideevents
-from wideevents import _config
+from wideevents._core import runtime
 from wideevents.sinks import HoneycombSink
 
 
@@ -47,7 +47,7 @@ def main() -> None:
     try:
         print("READY", flush=True)
         if mode == "locked":
-            lock = _config.active_pipeline()._lock
+            lock = runtime.active_pipeline()._lock
             with lock:
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(0.2)  # the handler runs in here, while the lock is held

@@ -85,8 +85,8 @@ def command_line(spec: dict[str, Any], path: str) -> str:
 
 def run_questions(path: str) -> list[tuple[Question, Any, str]]:
     """Run every question over ``path``; returns (question, result, table text)."""
-    from wideevents._cli_query import format_table
     from wideevents.query import Query, run_local
+    from wideevents.query._cli import format_table
 
     out = []
     for q in QUESTIONS:

@@ -4,6 +4,8 @@
 - :class:`wideevents.integrations.wsgi.WideEventsWSGIMiddleware` (Flask, any WSGI app)
 - :class:`wideevents.integrations.structlog.AddToEvent` and ``add_to_event`` (structlog)
 - :class:`wideevents.integrations.logging.WideEventsHandler` (stdlib logging)
+- :class:`wideevents.integrations.libhoney.HoneycombTransmission` (a plain ``libhoney.Client``
+  sending through wideevents' sender)
 
 None of these modules imports a web framework; the names below load their module on first
 access, so ``import wideevents.integrations`` costs nothing.
@@ -15,8 +17,8 @@ import importlib
 from typing import Any
 
 __all__ = [
-    "AddToEvent", "WideEventsHandler", "WideEventsMiddleware", "WideEventsWSGIMiddleware",
-    "add_to_event",
+    "AddToEvent", "HoneycombTransmission", "WideEventsHandler", "WideEventsMiddleware",
+    "WideEventsWSGIMiddleware", "add_to_event",
 ]
 
 _LAZY = {
@@ -25,6 +27,7 @@ _LAZY = {
     "AddToEvent": ".structlog",
     "add_to_event": ".structlog",
     "WideEventsHandler": ".logging",
+    "HoneycombTransmission": ".libhoney",
 }
 
 

@@ -5,7 +5,7 @@ is built (invalid options raise :class:`~wideevents.ConfigurationError`); the pe
 helpers below are plain functions over strings and dicts.
 
 The incoming W3C ``traceparent`` reaches the request's root event through
-``wideevents._event.parent_resolvers``: the middleware sets :data:`remote_parent` only
+``wideevents._core.hooks.parent_resolvers``: the middleware sets :data:`remote_parent` only
 while it constructs the event, and :func:`_resolve_remote_parent` reads it. It is appended
 to the list when this module is first imported, so a resolver registered before it (for
 an active OpenTelemetry span) takes precedence when it finds a parent.
@@ -16,17 +16,15 @@ from __future__ import annotations
 import contextvars
 import http
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._core.hooks import parent_resolvers
 from .._errors import ConfigurationError
-from .._event import Event, parent_resolvers
-from .._log import log_once
-from .._normalize import safe_repr
 
 __all__ = [
-    "HTTPOptions", "clean_request_id", "finish_hooks", "method_fields", "mount_template",
-    "parse_traceparent", "register_finish_hook", "remote_parent", "run_finish_hooks",
+    "HTTPOptions", "clean_request_id", "method_fields", "mount_template",
+    "parse_traceparent", "remote_parent",
     "safe_header_value", "status_error_fields", "walk_routes",
 ]
 
@@ -153,7 +151,7 @@ def _route_template(route: Any, child: Any, scope: dict[str, Any], prefix: str,
             sub_scope = {**scope, **child} if isinstance(child, Mapping) else scope
             try:
                 found = walk_routes(inner, sub_scope, prefix + path, depth + 1)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a framework's route object may raise anything
                 found = None
             if found is not None:
                 return found
@@ -186,7 +184,7 @@ def mount_template(routes: Iterable[Any], scope: dict[str, Any], recorded: Any,
             match, child = route.matches(scope)
             if getattr(match, "name", None) != "FULL":
                 continue
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a framework's route object may raise anything
             continue
         path = getattr(route, "path", None)
         path = path if type(path) is str else ""
@@ -201,27 +199,6 @@ def mount_template(routes: Iterable[Any], scope: dict[str, Any], recorded: Any,
             if found is not None:
                 return found
     return None
-
-
-# Hooks run by both middlewares on the request's event just before it finishes (used by
-# the structlog bridge to merge contextvars bindings). A tuple: read without a lock.
-finish_hooks: tuple[Callable[[Event], None], ...] = ()
-
-
-def register_finish_hook(hook: Callable[[Event], None]) -> None:
-    """Run ``hook(event)`` before each middleware request event finishes (idempotent)."""
-    global finish_hooks
-    if hook not in finish_hooks:
-        finish_hooks = (*finish_hooks, hook)
-
-
-def run_finish_hooks(ev: Event) -> None:
-    for hook in finish_hooks:
-        try:
-            hook(ev)
-        except Exception as exc:  # noqa: BLE001
-            log_once(f"finish-hook:{getattr(hook, '__qualname__', hook)}",
-                     "wideevents: a finish hook failed: %s", safe_repr(exc, 200))
 
 
 def _header_name(value: object, what: str) -> str:

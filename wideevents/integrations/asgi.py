@@ -46,10 +46,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from .._event import Event, activate, deactivate
-from .._ids import uuid7
-from .._log import log_once
-from .._normalize import safe_repr
+from .._core import hooks, runtime
+from .._core.event import Event, activate, deactivate
+from .._core.ids import uuid7
+from .._core.log import log_once
+from .._core.normalize import safe_repr
 from . import _http
 
 __all__ = ["WideEventsMiddleware"]
@@ -243,9 +244,9 @@ class WideEventsMiddleware:
                 if ev.get("name") == method_name:
                     f["name"] = f"{method_name} {route}"
             ev.add(f)
-            if _http.finish_hooks:
-                _http.run_finish_hooks(ev)
-        except Exception as err:  # noqa: BLE001
+            if hooks.request_finish_hooks:
+                hooks.run_request_finish_hooks(ev)
+        except Exception as err:  # noqa: BLE001 - never break the host's response
             log_once("asgi-finish", "wideevents: the ASGI middleware could not complete an "
                      "event: %s", safe_repr(err, 200))
         finally:
@@ -287,10 +288,8 @@ def _flush_before_shutdown_complete(send: Send) -> Send:
             try:
                 import asyncio
 
-                from .. import _config
-
                 await asyncio.get_running_loop().run_in_executor(
-                    None, _config.flush, SHUTDOWN_FLUSH_TIMEOUT)
+                    None, runtime.flush, SHUTDOWN_FLUSH_TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - never break the server's shutdown
                 log_once("asgi-lifespan-flush", "wideevents: flushing at lifespan shutdown "
                          "failed: %s", safe_repr(exc, 200))

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 
+from .._core.event import _current
+from .._core.log import log_once
+from .._core.normalize import safe_repr
 from .._errors import ConfigurationError
-from .._event import _current
-from .._log import log_once
-from .._normalize import safe_repr
 
 __all__ = ["WideEventsHandler"]
 

@@ -39,10 +39,10 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from .._event import Event, _current
-from .._log import log_once
-from .._normalize import safe_repr
-from . import _http
+from .._core import hooks
+from .._core.event import Event, _current
+from .._core.log import log_once
+from .._core.normalize import safe_repr
 
 __all__ = ["AddToEvent", "add_to_event"]
 
@@ -98,7 +98,7 @@ class AddToEvent:
         self._own = frozenset((*self._counts.values(), self._messages, self._last_error))
         if self.merge_contextvars:
             _merge_prefixes[prefix] = self._own
-            _http.register_finish_hook(_merge_at_finish)
+            hooks.register_request_finish_hook(_merge_at_finish)
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
         ev = _current.get()

@@ -33,10 +33,11 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .._event import Event, activate, deactivate
-from .._ids import uuid7
-from .._log import log_once
-from .._normalize import safe_repr
+from .._core import hooks
+from .._core.event import Event, activate, deactivate
+from .._core.ids import uuid7
+from .._core.log import log_once
+from .._core.normalize import safe_repr
 from . import _http
 
 __all__ = ["WideEventsWSGIMiddleware"]
@@ -95,9 +96,9 @@ class _Request:
                 if ev.get("name") == self.method_name:
                     f["name"] = f"{self.method_name} {route}"
             ev.add(f)
-            if _http.finish_hooks:
-                _http.run_finish_hooks(ev)
-        except Exception as err:  # noqa: BLE001
+            if hooks.request_finish_hooks:
+                hooks.run_request_finish_hooks(ev)
+        except Exception as err:  # noqa: BLE001 - never break the host's response
             log_once("wsgi-finish", "wideevents: the WSGI middleware could not complete an "
                      "event: %s", safe_repr(err, 200))
         finally:
@@ -217,7 +218,7 @@ class WideEventsWSGIMiddleware:
                     value = _http.safe_header_value(req.ev.get("prediction.id"))
                     if value is not None:
                         headers = [*headers, (pid_header, value.decode("ascii"))]
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - never break the host's response
                 log_once("wsgi-start-response", "wideevents: could not read the WSGI response "
                          "start: %s", safe_repr(err, 200))
             if exc_info is None:

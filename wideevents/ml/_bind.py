@@ -16,9 +16,10 @@ import math
 import time
 from typing import Any, Protocol
 
-from .._log import log_once
+from .._core.log import log_once
+from .._core.timefmt import rfc3339
 from ._problems import COUNT_KEY, REASONS_KEY, Problems, as_float, as_index, merge_counts
-from ._time import rfc3339, unix_seconds
+from ._time import unix_seconds
 
 __all__ = ["MLEvent", "features", "model", "ranking", "retrieval", "scores", "shadow"]
 

@@ -2,101 +2,30 @@
 
 Honeycomb cannot join events well, so a ``feedback`` event carries what is needed to slice
 it on its own: the prediction's ``model.*``, ``slice.*``, ``prediction.label`` and
-``prediction.score``, copied from a bounded in-process cache of recent predictions that the
-event pipeline's worker fills through :func:`remember` when it processes an event with a
-``prediction.id`` (off the request thread, before sampling, so feedback for a sampled-away
-prediction still matches; feedback sent within the worker's interval, ~0.1 s, of its
-prediction may find nothing yet). The cache is an insertion-ordered dict under one lock: every operation is O(1)
-(amortised for evictions), entries leave it when it is full (oldest first) or ``ttl_s``
-after they were stored. Feedback handled by another process finds nothing
-(``feedback.matched`` false) but is still emitted with its delay.
-
-This module imports nothing heavy: :func:`remember` runs on the pipeline's worker.
+``prediction.score``, copied from the core's bounded in-process cache of recent
+predictions (:mod:`wideevents._core.predictions`), which the event pipeline's worker fills
+when it processes an event with a ``prediction.id`` (off the request thread, before
+sampling, so feedback for a sampled-away prediction still matches; feedback sent within
+the worker's interval, ~0.1 s, of its prediction may find nothing yet). Feedback handled
+by another process finds nothing (``feedback.matched`` false) but is still emitted with
+its delay.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._core import predictions
+from .._core.event import event
+from .._core.ids import uuid7_unix_ms
+from .._core.log import log_once
 from .._errors import ConfigurationError
-from .._ids import uuid7_unix_ms
-from .._log import log_once
 from ._problems import Problems
 from ._time import unix_seconds
 
-__all__ = ["configure_feedback_cache", "feedback", "remember"]
-
-_COPY_PREFIXES = ("model.", "slice.")
-_COPY_KEYS = ("prediction.label", "prediction.score")
-
-
-class _Cache:
-    """Recent predictions' fields by ``prediction.id``: bounded in size and age, thread-safe."""
-
-    def __init__(
-        self, max_size: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.max_size = max_size
-        self.ttl_s = ttl_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def configure(self, max_size: int, ttl_s: float) -> None:
-        with self._lock:
-            self.max_size, self.ttl_s = max_size, ttl_s
-            self._evict(self._clock())
-
-    def put(self, key: str, fields: dict[str, Any]) -> None:
-        now = self._clock()
-        with self._lock:
-            if self.max_size <= 0:
-                return
-            # Re-inserting moves the key to the end, keeping expiry times in order.
-            self._entries.pop(key, None)
-            self._entries[key] = (now + self.ttl_s, fields)
-            self._evict(now)
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[0] <= now:
-                del self._entries[key]
-                return None
-            return entry[1]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def after_fork(self) -> None:
-        # A thread of the parent may have held the lock at fork time.
-        self._lock = threading.Lock()
-
-    def _evict(self, now: float) -> None:
-        entries = self._entries
-        while len(entries) > self.max_size:
-            entries.popitem(last=False)
-        while entries and next(iter(entries.values()))[0] <= now:
-            entries.popitem(last=False)
-
-
-_CACHE = _Cache(10_000, 3600.0)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_CACHE.after_fork)
-
+__all__ = ["configure_feedback_cache", "feedback", "feedback_fields"]
 
 def configure_feedback_cache(max_size: int = 10_000, ttl_s: float = 3600.0) -> None:
     """Size (entries; 0 disables it) and time-to-live (seconds) of the prediction cache.
@@ -118,24 +47,7 @@ def configure_feedback_cache(max_size: int = 10_000, ttl_s: float = 3600.0) -> N
         raise ConfigurationError(
             f"configure_feedback_cache: ttl_s={ttl_s!r}; pass a positive number of seconds"
         )
-    _CACHE.configure(max_size, float(ttl_s))
-
-
-def remember(fields: Mapping[str, Any]) -> None:
-    """Keep a finished prediction's ``model.*``, ``slice.*``, ``prediction.label`` and
-    ``prediction.score`` for later :func:`feedback`. Events without a string
-    ``prediction.id``, and ``feedback`` events themselves, are ignored. Never raises."""
-    try:
-        key = fields.get("prediction.id")
-        if type(key) is not str or fields.get("name") == "feedback" or _CACHE.max_size <= 0:
-            return
-        kept = {name: value for name, value in fields.items() if name.startswith(_COPY_PREFIXES)}
-        for name in _COPY_KEYS:
-            if name in fields:
-                kept[name] = fields[name]
-        _CACHE.put(key, kept)
-    except Exception as exc:  # noqa: BLE001 - containment
-        log_once("ml:feedback.remember", "wideevents.ml: cannot cache prediction (%r)", exc)
+    predictions.cache.configure(max_size, float(ttl_s))
 
 
 def _plain(value: Any) -> Any:
@@ -168,7 +80,7 @@ def feedback_fields(
             when = unix_seconds(timestamp)
             if when is None:
                 problems.add("feedback: timestamp is not a point in time", timestamp)
-        cached = _CACHE.get(key)
+        cached = predictions.lookup(key)
         if cached:
             out.update(cached)
         out["feedback.matched"] = cached is not None
@@ -226,8 +138,6 @@ def feedback(
         out, when = feedback_fields(
             prediction_id, label=label, reward=reward, timestamp=timestamp, **fields
         )
-        from .._event import event  # type: ignore[import-not-found,unused-ignore]
-
         with event("feedback") as ev:
             if when is not None:
                 ev.set_timestamp(when)

@@ -12,8 +12,8 @@ import math
 import operator
 from typing import Any
 
-from .._log import log_once
-from .._normalize import safe_repr
+from .._core.log import log_once
+from .._core.normalize import safe_repr
 
 __all__ = ["COUNT_KEY", "MAX_REASONS", "REASONS_KEY", "Problems", "as_float", "as_index",
            "merge_counts"]
@@ -33,7 +33,7 @@ def as_index(value: Any) -> int | None:
     """``operator.index(value)``, or None when the value is not an integer."""
     try:
         return operator.index(value)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a user value's __index__ may raise anything
         return None
 
 
@@ -41,7 +41,7 @@ def as_float(value: Any) -> float:
     """``float(value)``, or NaN when the value is not a number."""
     try:
         return float(value)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a user value's __float__ may raise anything
         return math.nan
 
 

@@ -6,7 +6,7 @@ import math
 from datetime import UTC, date, datetime
 from typing import Any
 
-__all__ = ["rfc3339", "unix_seconds"]
+__all__ = ["unix_seconds"]
 
 
 def unix_seconds(value: Any) -> float | None:
@@ -37,9 +37,3 @@ def unix_seconds(value: Any) -> float | None:
     except Exception:  # noqa: BLE001 - a user's timestamp() or __float__ may raise anything
         pass
     return None
-
-
-def rfc3339(seconds: float) -> str:
-    """Unix seconds as RFC 3339 in UTC with microseconds, e.g. ``2024-11-03T09:00:00.000000Z``."""
-    stamp = datetime.fromtimestamp(seconds, tz=UTC)
-    return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")

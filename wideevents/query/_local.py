@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import glob
 import json
 import os
@@ -11,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from wideevents._core.timefmt import rfc3339
 from wideevents._errors import ConfigurationError
 from wideevents._filter import ColumnKind, filter_sql, quote_identifier, sql_literal
 from wideevents.query._model import (
@@ -286,7 +286,7 @@ class _Run:
                 key=lambda item: (item[0], item[1]),
             )  # fmt: skip
             series = [
-                {"time": _rfc3339(t), "data": self._row(key[:-1], values)}
+                {"time": rfc3339(t, fraction=False), "data": self._row(key[:-1], values)}
                 for t, _, key, values in entries
             ]
         return QueryResult(rows=[r for _, r in ordered], series=series, complete=True)
@@ -359,8 +359,3 @@ def _order(
         present.sort(key=lambda r: _sortable(r[1][name]), reverse=descending)
         out = present + [r for r in out if r[1].get(name) is None]
     return out
-
-
-def _rfc3339(seconds: float) -> str:
-    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
-    return moment.isoformat().replace("+00:00", "Z")

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from wideevents._core.log import log_once
 from wideevents._filter import ColumnKind, quote_identifier, sql_literal
-from wideevents._log import log_once
 
 __all__ = ["ColumnStore", "FileColumns", "combined_kind", "default_cache_dir"]
 

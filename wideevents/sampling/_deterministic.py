@@ -15,8 +15,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
+from wideevents._core.log import log_once
 from wideevents._errors import ConfigurationError
-from wideevents._log import log_once
 
 from ._validate import check_rate
 

@@ -23,8 +23,8 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from wideevents._core.log import log_once
 from wideevents._errors import ConfigurationError
-from wideevents._log import log_once
 
 from ._validate import check_int, check_number, check_rate
 

@@ -18,9 +18,9 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from wideevents._core.log import log_once
 from wideevents._errors import ConfigurationError
 from wideevents._filter import Predicate, compile_filter
-from wideevents._log import log_once
 
 from ._validate import SamplerFn, check_number, check_rate, sampler_name
 

@@ -1,4 +1,4 @@
-"""Where events go. Every sink implements ``export(batch)`` (see :mod:`._base`).
+"""Where events go. Every sink implements ``export(batch)`` (the contract: docs/architecture.md).
 
 ``StdoutSink``, ``FileSink`` and ``MemorySink`` are always available; network sinks are
 imported on first use so that ``import wideevents`` stays light.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import Record, Sink, SinkLedger
+from .._core.record import Record, Sink, SinkLedger
 from ._file import FileSink
 from ._memory import MemorySink
 from ._stdout import StdoutSink

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from .._core.log import log_once
+from .._core.record import Record
 from .._errors import ConfigurationError
-from .._log import log_once
-from ._base import Record
 
 __all__ = ["FileSink"]
 
@@ -60,7 +60,7 @@ class FileSink:
     def _open(self) -> None:
         try:
             path = self._template.replace("{pid}", str(os.getpid()))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a user's path template: any failure is a config error
             raise ConfigurationError(f"FileSink path {self._template!r} is invalid: {exc}") from None
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),

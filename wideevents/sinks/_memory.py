@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ._base import Record
+from .._core.record import Record
 
 __all__ = ["MemorySink"]
 

@@ -26,22 +26,24 @@ span), ``export_error``.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from .. import _otel
+from .. import _correlation as _otel
+from .._core.env import env
+from .._core.event import Event
+from .._core.ledger import Ledger
+from .._core.limits import META_NAMES_MAX, is_identity
+from .._core.log import log_once
+from .._core.normalize import safe_repr
+from .._core.record import Record, SinkLedger
+from .._core.samplerate import sample_rate
 from .._errors import ConfigurationError
-from .._event import Event
-from .._limits import META_NAMES_MAX, is_identity
-from .._log import log_once
-from .._normalize import safe_repr
-from .._otlp_wire import INT64_MAX, INT64_MIN, duration_ns, sample_rate, timestamp_ns
-from .._sender_api import CountingLedger
-from ._base import Record, SinkLedger
+from .._version import __version__
+from ._otlp._wire import INT64_MAX, INT64_MIN, duration_ns, timestamp_ns
 
 __all__ = ["OTelSink"]
 
@@ -55,15 +57,9 @@ _EXCEPTION = (("error.type", "exception.type"), ("error.message", "exception.mes
               ("exception.stacktrace", "exception.stacktrace"))
 
 
-def _version() -> str:
-    from .. import __version__
-
-    return str(__version__)
-
-
 def _env_limit(*names: str) -> int | None:
     for name in names:
-        raw = os.environ.get(name, "").strip()
+        raw = env(name)
         if raw:
             if raw.lower() == "unset":
                 return None
@@ -127,7 +123,8 @@ class OTelSink:
         self.mode = mode
         self._trace = trace
         self._empty_context = Context
-        self._ledger: SinkLedger = CountingLedger()
+        self._own_ledger = Ledger("otel")
+        self._ledger: SinkLedger = self._own_ledger
         self._fields_dropped: dict[str, int] = {}
         self._abandoned = 0
         self._lock = threading.Lock()
@@ -139,7 +136,7 @@ class OTelSink:
         if mode == "span":
             provider = tracer_provider if tracer_provider is not None else (
                 trace.get_tracer_provider())
-            self._tracer = provider.get_tracer("wideevents", _version())
+            self._tracer = provider.get_tracer("wideevents", __version__)
             self.on_start = self._on_start
             if _otel.live_span is None:
                 _otel.live_span = self._live_span
@@ -148,7 +145,7 @@ class OTelSink:
 
             provider = logger_provider if logger_provider is not None else (
                 _logs.get_logger_provider())
-            self._logger = provider.get_logger("wideevents", _version())
+            self._logger = provider.get_logger("wideevents", __version__)
             self._noop_logger = _logs.NoOpLogger
             self._severity = {False: (_logs.SeverityNumber.INFO, "INFO"),
                               True: (_logs.SeverityNumber.ERROR, "ERROR")}
@@ -370,12 +367,10 @@ class OTelSink:
             return
         with self._lock:
             self._fields_dropped[reason] = self._fields_dropped.get(reason, 0) + n
-        hook = getattr(self._ledger, "fields_dropped", None)
-        if callable(hook):
-            try:
-                hook(reason, n)
-            except Exception:  # noqa: BLE001, S110 - accounting must not break export
-                pass
+        try:
+            self._ledger.fields_dropped(reason, n)
+        except Exception:  # noqa: BLE001 - accounting must not break export
+            pass
 
     # -- lifecycle --------------------------------------------------------------------------
     def _provider(self) -> Any:
@@ -396,7 +391,7 @@ class OTelSink:
             return True
         try:
             return force(max(0, int(timeout * 1000))) is not False
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the application's SDK provider: contained, logged
             log_once(f"otel:flush:{type(exc).__name__}",
                      "wideevents: OTelSink: the SDK's force_flush failed: %s", safe_repr(exc, 200))
             return False
@@ -415,8 +410,7 @@ class OTelSink:
 
     def stats(self) -> dict[str, object]:
         """Outcome counts when no pipeline ledger is bound, omitted fields, open spans."""
-        ledger = self._ledger
-        out = ledger.snapshot() if isinstance(ledger, CountingLedger) else {}
+        out = self._own_ledger.snapshot() if self._ledger is self._own_ledger else {}
         with self._lock:
             out["fields_dropped"] = dict(self._fields_dropped)
             out["open_spans"] = len(self._open)

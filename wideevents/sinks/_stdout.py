@@ -7,8 +7,8 @@ import threading
 from collections.abc import Sequence
 from typing import IO, Any
 
+from .._core.record import Record
 from .._errors import ConfigurationError
-from ._base import Record
 
 __all__ = ["StdoutSink", "render_pretty"]
 

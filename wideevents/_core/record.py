@@ -1,4 +1,4 @@
-"""The sink interface.
+"""The sink interface: what the pipeline hands a sink, and where a sink reports outcomes.
 
 A sink receives batches of finished, normalised, serialised events from the pipeline's
 worker thread. The minimum is one method, ``export(batch)``; everything else is optional:
@@ -39,13 +39,20 @@ class Record:
 
 
 class SinkLedger(Protocol):
-    """Where a binding sink reports outcomes; each record must be reported exactly once."""
+    """Where a binding sink reports outcomes; each record must be reported exactly once.
+
+    ``fields_dropped`` counts fields a sink had to remove from events (an SDK's attribute
+    limit) in ``stats()["fields"]["dropped"]``. The pipeline's implementation is
+    :class:`wideevents._core.ledger.Ledger`.
+    """
 
     def sent(self, n: int = 1) -> None: ...
 
     def rejected(self, reason: str, n: int = 1) -> None: ...
 
     def dropped(self, reason: str, n: int = 1) -> None: ...
+
+    def fields_dropped(self, reason: str, n: int = 1) -> None: ...
 
 
 @runtime_checkable

@@ -1,7 +1,9 @@
 """Per-sink accounting and the deadline-bounded calls the pipeline makes into sinks.
 
-Every outcome counter moves under the pipeline's one lock, which is what keeps the
-``stats()`` equation exact in every snapshot.
+:class:`Ledger` is the one implementation of the :class:`~wideevents._core.record.SinkLedger`
+interface: the pipeline gives each sink one that shares the pipeline's lock, which is
+what keeps the ``stats()`` equation exact in every snapshot; a sink used on its own (not
+yet bound to a pipeline) counts into a detached one (``Ledger(name)``).
 """
 
 from __future__ import annotations
@@ -10,22 +12,29 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ._log import log_once
-from ._normalize import safe_repr
+from .log import log_once
+from .normalize import safe_repr
 
 __all__ = ["Ledger", "call_with_deadline", "sink_name"]
 
 
 class Ledger:
-    """One sink's outcome counters; shares the pipeline's lock."""
+    """One sink's outcome counters (sent, rejected and dropped by reason).
+
+    ``lock`` and ``field_drops`` are the pipeline's: a bound ledger counts under the
+    pipeline's lock, and ``held`` (records the sink has and has not reported yet) is
+    raised by the pipeline. Without them the ledger is detached: its own lock, its own
+    field counts (see :meth:`snapshot`).
+    """
 
     __slots__ = ("name", "lock", "sent_n", "rejected_by", "dropped_by", "held", "closed",
                  "_field_drops")
 
-    def __init__(self, name: str, lock: threading.Lock, field_drops: dict[str, int]) -> None:
+    def __init__(self, name: str = "", lock: threading.Lock | None = None,
+                 field_drops: dict[str, int] | None = None) -> None:
         self.name = name
-        self.lock = lock
-        self._field_drops = field_drops
+        self.lock = lock if lock is not None else threading.Lock()
+        self._field_drops = field_drops if field_drops is not None else {}
         self.sent_n = 0
         self.rejected_by: dict[str, int] = {}
         self.dropped_by: dict[str, int] = {}
@@ -56,6 +65,12 @@ class Ledger:
         with self.lock:
             self._field_drops[reason] = self._field_drops.get(reason, 0) + n
 
+    def snapshot(self) -> dict[str, object]:
+        """``{"sent": n, "rejected": {...}, "dropped": {...}}`` (a detached sink's stats)."""
+        with self.lock:
+            return {"sent": self.sent_n, "rejected": dict(self.rejected_by),
+                    "dropped": dict(self.dropped_by)}
+
     def close(self) -> None:
         """Whatever the sink still holds is lost: count it as dropped at shutdown."""
         with self.lock:
@@ -72,7 +87,7 @@ def call_with_deadline(fn: Callable[[float], Any], timeout: float) -> bool:
     def run() -> None:
         try:
             result.append(fn(timeout))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a sink's flush/close: contained, logged
             log_once(f"sink-call:{type(exc).__name__}", "wideevents: a sink failed to flush/close: %s",
                      safe_repr(exc, 200))
             result.append(False)

@@ -23,28 +23,30 @@ Header values (API keys) are only ever sent: never in ``repr()``, logs or errors
 
 from __future__ import annotations
 
-import os
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .._errors import ConfigurationError
-from .._log import log_once
-from .._otlp_encode import ENCODINGS, SIGNALS, Encoder, parse_export_response, parse_status_message
-from .._sender import (
+from ..._core.env import env, first_env
+from ..._core.ledger import Ledger
+from ..._core.log import log_once
+from ..._core.record import Record, SinkLedger
+from ..._core.service import default_service_name, parse_resource_attributes
+from ..._errors import ConfigurationError
+from ..._transport import (
+    COMPRESSIONS,
     SENT,
-    CountingLedger,
     Destination,
-    LedgerReporter,
     Reply,
+    Response,
     Sender,
     SenderConfig,
+    parse_origin,
     reply_for_status,
 )
-from .._sender_http import COMPRESSIONS, Response, parse_origin
-from .._service import default_service_name, parse_resource_attributes
-from ._base import Record, SinkLedger
+from ..._version import __version__
+from ._encode import ENCODINGS, SIGNALS, Encoder, parse_export_response, parse_status_message
 
 __all__ = ["OTLPSink"]
 
@@ -53,15 +55,6 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _PROTOCOLS = {"http/protobuf": "protobuf", "http/json": "json"}
 _KEY_HINT = ("check the API key header (for Honeycomb: x-honeycomb-team, from "
              "HONEYCOMB_API_KEY or headers=)")
-
-
-def _version() -> str:
-    try:
-        from .. import __version__
-
-        return str(__version__)
-    except ImportError:  # pragma: no cover - partially initialised package
-        return ""
 
 
 class _OTLPCodec:
@@ -109,18 +102,6 @@ class _OTLPCodec:
                  message[:200] or "(no message)")
         # The response says how many, not which: the count is what is reported.
         return Reply("done", rejected=[(i, "partial_success") for i in range(rejected)])
-
-
-def _env(name: str) -> str:
-    return os.environ.get(name, "").strip()
-
-
-def _first_env(*names: str) -> tuple[str, str]:
-    for name in names:
-        value = _env(name)
-        if value:
-            return name, value
-    return "", ""
 
 
 def _parse_headers(raw: str, source: str) -> dict[str, str]:
@@ -237,15 +218,15 @@ class OTLPSink:
             raise ConfigurationError(f"OTLPSink: {exc}") from None
         try:
             resource: dict[str, Any] = dict(parse_resource_attributes(
-                _env("OTEL_RESOURCE_ATTRIBUTES"), strict=True))
+                env("OTEL_RESOURCE_ATTRIBUTES"), strict=True))
         except ConfigurationError as exc:
             raise ConfigurationError(f"OTLPSink: {exc}") from None
         resource["service.name"] = default_service_name()
         self.compression = resolved
-        self._encoder = Encoder(signal, self.encoding, resource, _version())
-        self._reporter = LedgerReporter()
-        self._sender = Sender(self.name, _OTLPCodec(self._encoder, self.name), self._reporter,
-                              config)
+        self._encoder = Encoder(signal, self.encoding, resource, __version__)
+        self._own_ledger = Ledger(self.name)
+        self._sender = Sender(self.name, _OTLPCodec(self._encoder, self.name), config,
+                              ledger=self._own_ledger)
         self._dest = Destination(origin, path, tuple(header_map.items()))
         self._nulls_reported = 0
 
@@ -257,10 +238,10 @@ class OTLPSink:
                 raise ConfigurationError(
                     f"OTLPSink(endpoint={endpoint!r}): use a base URL such as {DEFAULT_ENDPOINT}")
             return _with_signal_path(endpoint, signal), "endpoint="
-        value = _env(per + "ENDPOINT")
+        value = env(per + "ENDPOINT")
         if value:
             return value, per + "ENDPOINT"  # the per-signal URL is used as is (specification)
-        value = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+        value = env("OTEL_EXPORTER_OTLP_ENDPOINT")
         if value:
             return _with_signal_path(value, signal), "OTEL_EXPORTER_OTLP_ENDPOINT"
         return _with_signal_path(DEFAULT_ENDPOINT, signal), "the default"
@@ -272,7 +253,7 @@ class OTLPSink:
                 raise ConfigurationError(
                     f"OTLPSink(encoding={encoding!r}) is not supported; use 'protobuf' or 'json'")
             return encoding
-        name, value = _first_env(per + "PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+        name, value = first_env(per + "PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
         if not value:
             return "protobuf"
         found = _PROTOCOLS.get(value.lower())
@@ -290,7 +271,7 @@ class OTLPSink:
                     f"OTLPSink(compression={compression!r}) is not supported; use 'gzip', "
                     "'zstd' or 'none'")
             return compression
-        name, value = _first_env(per + "COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
+        name, value = first_env(per + "COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
         if not value:
             return "gzip"
         if value.lower() not in COMPRESSIONS:
@@ -304,7 +285,7 @@ class OTLPSink:
                     or not 0 < timeout < float("inf")):
                 raise ConfigurationError(f"OTLPSink(timeout={timeout!r}): use seconds > 0")
             return float(timeout)
-        name, value = _first_env(per + "TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+        name, value = first_env(per + "TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
         if not value:
             return 10.0
         try:
@@ -318,7 +299,7 @@ class OTLPSink:
     @staticmethod
     def _headers(headers: Mapping[str, str] | str | None, per: str, host: str) -> dict[str, str]:
         if headers is None:
-            name, raw = _first_env(per + "HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+            name, raw = first_env(per + "HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
             parsed = _parse_headers(raw, name) if raw else {}
             source = name or "headers"
         elif isinstance(headers, str):
@@ -332,7 +313,7 @@ class OTLPSink:
         checked = _check_headers(parsed, source)
         if host == "honeycomb.io" or host.endswith(".honeycomb.io"):
             if not any(k.lower() == "x-honeycomb-team" for k in checked):
-                key = _env("HONEYCOMB_API_KEY")
+                key = env("HONEYCOMB_API_KEY")
                 if not key:
                     raise ConfigurationError(
                         "OTLPSink: Honeycomb's OTLP endpoint needs an API key: set "
@@ -357,7 +338,7 @@ class OTLPSink:
 
     def bind(self, ledger: SinkLedger) -> None:
         """Report every event's outcome to ``ledger`` (called once by the pipeline)."""
-        self._reporter.ledger = ledger
+        self._sender.ledger = ledger
 
     def export(self, batch: Sequence[Record]) -> None:
         """Encode the records and hand them to the sender (no network I/O here); never raises."""
@@ -373,7 +354,7 @@ class OTLPSink:
                          "wideevents: %s: an event could not be encoded (%s); it was dropped",
                          self.name, type(exc).__name__)
         if failed:
-            self._reporter.ledger.dropped("encode_error", failed)
+            self._sender.ledger.dropped("encode_error", failed)
         if items:
             self._sender.submit(self._dest, items)
         self._report_nulls()
@@ -384,12 +365,10 @@ class OTLPSink:
         if new <= 0:
             return
         self._nulls_reported = nulls
-        hook = getattr(self._reporter.ledger, "fields_dropped", None)
-        if callable(hook):
-            try:
-                hook("null", new)
-            except Exception:  # noqa: BLE001, S110 - accounting must not break export
-                pass
+        try:
+            self._sender.ledger.fields_dropped("null", new)
+        except Exception:  # noqa: BLE001 - accounting must not break export
+            pass
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Send what is buffered; True when nothing is pending. Honours ``timeout``."""
@@ -405,8 +384,7 @@ class OTLPSink:
 
     def stats(self) -> dict[str, object]:
         """Outcome counts when no pipeline ledger is bound, ``pending``, and omitted nulls."""
-        ledger = self._reporter.ledger
-        out = ledger.snapshot() if isinstance(ledger, CountingLedger) else {}
+        out = self._own_ledger.snapshot() if self._sender.ledger is self._own_ledger else {}
         out["pending"] = self._sender.pending
         out["fields_dropped"] = {"null": self._encoder.null_fields}
         return out

@@ -19,13 +19,13 @@ from typing import Any
 
 import orjson
 
-from ._normalize import safe_repr
+from ..._core.normalize import safe_repr
 
 __all__ = [
     "INT64_MAX", "INT64_MIN", "ROLE_ATTR", "ROLE_RATE", "ROLE_RESOURCE", "ROLE_SKIP", "Key",
     "Keys", "attr_json", "attr_pb", "attrs_json", "attrs_pb", "duration_ns", "field", "hex_bytes",
     "is_resource_key", "json_double",
-    "pack_d", "parse_export_response", "parse_status_message", "sample_rate", "timestamp_ns",
+    "pack_d", "parse_export_response", "parse_status_message", "timestamp_ns",
     "uvarint",
 ]
 
@@ -69,17 +69,6 @@ def varint(n: int) -> bytes:
 def field(tag: bytes, data: bytes) -> bytes:
     """A length-delimited field: ``tag``, the length, ``data``."""
     return tag + uvarint(len(data)) + data
-
-
-def sample_rate(value: Any) -> int:
-    """``samplerate`` as the positive integer ``SampleRate`` attribute."""
-    if type(value) is int and value >= 1:
-        return value
-    try:
-        rate = int(round(float(value)))
-    except (TypeError, ValueError, OverflowError):
-        return 1
-    return max(rate, 1)
 
 
 # -- timestamps ------------------------------------------------------------------------------
@@ -198,7 +187,7 @@ def _fallback_string(v: Any) -> str:
     if isinstance(v, Mapping):
         try:
             return orjson.dumps(v, default=safe_repr, option=orjson.OPT_NON_STR_KEYS).decode()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - an unencodable mapping falls back to its repr
             pass
     if isinstance(v, bytes):
         return v.hex()

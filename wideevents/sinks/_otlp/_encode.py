@@ -35,8 +35,9 @@ from typing import Any
 
 import orjson
 
-from ._normalize import safe_repr
-from ._otlp_wire import (
+from ..._core.normalize import safe_repr
+from ..._core.samplerate import sample_rate
+from ._wire import (
     INT64_MAX,
     INT64_MIN,
     KEY_CACHE_MAX,
@@ -57,14 +58,13 @@ from ._otlp_wire import (
     pack_d,
     parse_export_response,
     parse_status_message,
-    sample_rate,
     timestamp_ns,
     uvarint,
 )
 
 __all__ = [
     "ENCODINGS", "INT64_MAX", "INT64_MIN", "SIGNALS", "Encoder", "duration_ns", "is_resource_key",
-    "parse_export_response", "parse_status_message", "sample_rate", "timestamp_ns",
+    "parse_export_response", "parse_status_message", "timestamp_ns",
 ]
 
 SIGNALS = ("logs", "traces")

@@ -7,7 +7,7 @@ and ``event()`` cost nothing for applications that do not use OpenTelemetry. Onc
 - a root event under an active OpenTelemetry span (an SDK span, or the remote parent
   that an instrumentation extracted from a ``traceparent``) takes the span's trace id,
   and the span's id becomes the event's ``trace.parent_id`` (a resolver in
-  ``wideevents._event.parent_resolvers``, ahead of the middlewares' own);
+  ``wideevents._core.hooks.parent_resolvers``, ahead of the middlewares' own);
 - while an event is current, OpenTelemetry's context holds a non-recording span with
   the event's own ids (or ``OTelSink``'s live span), so instrumented outgoing calls and
   spans started inside the event become its children (``enter_scope`` / ``exit_scope``,
@@ -24,7 +24,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from . import _event
+from ._core import hooks
+from ._core.event import Event
 from ._errors import ConfigurationError
 
 __all__ = [
@@ -38,7 +39,7 @@ _api: Any = None  # the bound opentelemetry-api functions, see _load()
 
 # OTelSink (span mode) registers a lookup from an event to its live SDK span, so that
 # the span itself, not a stand-in, is current while the event is.
-live_span: Callable[[_event.Event], Any] | None = None
+live_span: Callable[[Event], Any] | None = None
 
 
 class _API:
@@ -80,11 +81,9 @@ def enable() -> None:
             return
         # First: an active OpenTelemetry span wins over a middleware's raw traceparent
         # (an instrumentation may already have made a server span under that parent).
-        _event.parent_resolvers.insert(0, current_parent)
-        _event.inject_fallbacks.append(inject_current)
-        hooks = getattr(_event, "scope_hooks", None)
-        if hooks is not None:
-            hooks.append((enter_scope, exit_scope))
+        hooks.parent_resolvers.insert(0, current_parent)
+        hooks.inject_fallbacks.append(inject_current)
+        hooks.scope_hooks.append((enter_scope, exit_scope))
         _enabled = True
 
 
@@ -94,11 +93,11 @@ def disable() -> None:
     with _lock:
         if not _enabled:
             return
-        registries: list[tuple[list[Any] | None, Any]] = [
-            (_event.parent_resolvers, current_parent), (_event.inject_fallbacks, inject_current),
-            (getattr(_event, "scope_hooks", None), (enter_scope, exit_scope))]
+        registries: list[tuple[list[Any], Any]] = [
+            (hooks.parent_resolvers, current_parent), (hooks.inject_fallbacks, inject_current),
+            (hooks.scope_hooks, (enter_scope, exit_scope))]
         for registry, item in registries:
-            if registry is not None and item in registry:
+            if item in registry:
                 registry.remove(item)
         _enabled = False
 
@@ -159,7 +158,7 @@ def span_context_of(trace_id: str, span_id: str, remote: bool = False) -> Any:
     return api.SpanContext(int(trace_id, 16), int(span_id, 16), remote, api.SAMPLED)
 
 
-def enter_scope(ev: _event.Event) -> Any:
+def enter_scope(ev: Event) -> Any:
     """Make the event's span current in OpenTelemetry's context; returns the token for exit.
 
     The span is ``OTelSink``'s live span for the event when there is one, else a

@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from ._log import log_once
-from ._sender_api import Codec, Destination, Reply, SenderConfig, backoff_delay
-from ._sender_http import TRANSPORT_ERRORS, Compress, ConnectionPool, make_compression
+from .._core.log import log_once
+from .contract import Codec, Destination, Reply, SenderConfig, backoff_delay
+from .http import TRANSPORT_ERRORS, Compress, ConnectionPool, make_compression
 
 __all__ = ["Batch", "Delivery", "Settle", "transport_cause"]
 

@@ -14,10 +14,11 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from . import _config
-from ._ids import new_span_id, new_trace_id, uuid7
-from ._log import log_once
-from ._normalize import safe_repr, snapshot
+from . import hooks, runtime
+from .hooks import inject_fallbacks, parent_resolvers, scope_hooks
+from .ids import new_span_id, new_trace_id, uuid7
+from .log import log_once
+from .normalize import safe_repr, snapshot
 
 __all__ = ["Event", "add", "add_trace", "current_event", "event", "inject"]
 
@@ -29,14 +30,6 @@ _current: contextvars.ContextVar[Event | None] = contextvars.ContextVar(
 _PASS = frozenset({str, int, float, bool, type(None)})
 _perf_ns = time.perf_counter_ns
 _time_ns = time.time_ns
-
-# Callables returning (trace_id, parent_span_id) of a remote or OpenTelemetry parent for a
-# root event, or None. Empty unless an integration registers one.
-parent_resolvers: list[Callable[[], tuple[str, str] | None]] = []
-# (enter, exit) pairs run when an event becomes the current one and when it stops being
-# current: enter(event) returns a token that exit(token) receives. Empty unless an
-# integration registers one (wideevents._otel keeps OpenTelemetry's context in step).
-scope_hooks: list[tuple[Callable[[Event], object], Callable[[object], None]]] = []
 
 
 class _Timer:
@@ -88,7 +81,7 @@ class Event:
             for resolve in parent_resolvers:
                 try:
                     found = resolve()
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - an integration's resolver: no parent
                     found = None
                 if found:
                     trace_id, parent_id = found
@@ -101,7 +94,7 @@ class Event:
         self.parent_id = parent_id
         if type(name) is not str:
             name = safe_repr(name, 200)
-        pipeline = _config.active_pipeline()
+        pipeline = runtime.active_pipeline()
         f = pipeline.base_fields.copy()  # timestamp, name placeholders and the static fields
         f["name"] = name
         f["trace.trace_id"] = trace_id
@@ -129,7 +122,7 @@ class Event:
         for hook in self._pipeline.on_start_hooks:
             try:
                 hook(self)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - a sink's hook: contained, logged
                 log_once("on_start", "wideevents: a sink's on_start failed: %s", safe_repr(exc, 200))
 
     # -- context manager ------------------------------------------------------------------
@@ -158,7 +151,7 @@ class Event:
         if self._done:
             try:
                 count = len(fields) if fields is not None else 0
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a user mapping's __len__ may raise anything
                 count = 1
             self._late(count + len(kwargs))
             return self
@@ -250,7 +243,7 @@ class Event:
             else:
                 ns = round(float(value) * 1e6) * 1000  # microseconds: what RFC 3339 shows
             self._start_ns = ns
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a user value's __float__ may raise anything
             log_once("set_timestamp", "wideevents: set_timestamp(%s) ignored: %s",
                      safe_repr(value, 100), safe_repr(exc, 200))
         return self
@@ -313,7 +306,7 @@ class Event:
             f["duration_ms"] = (_perf_ns() - self._t0) / 1e6
             if exc is not None and not isinstance(exc, GeneratorExit):
                 self._record_error(exc)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - finish() never raises into user code
             log_once("finish", "wideevents: finishing an event failed: %s", safe_repr(err, 200))
         self._pipeline.enqueue(f, self._start_ns)
 
@@ -325,14 +318,14 @@ class Event:
         f["error.type"] = t.__qualname__ if module in ("builtins", "") else f"{module}.{t.__qualname__}"
         try:
             message = str(exc)
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001 - a user exception's __str__ may raise anything
             message = safe_repr(exc)
         f["error.message"] = message[:1024] if type(message) is str else safe_repr(message)
-        if _config.capture_stacktrace():
+        if self._pipeline.capture_stacktrace:
             try:
                 f["exception.stacktrace"] = "".join(
                     traceback.format_exception(t, exc, exc.__traceback__))[-16_384:]
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a user traceback's frames may raise anything
                 pass
 
     def _late(self, n: int) -> None:
@@ -346,16 +339,13 @@ class Event:
         return f"<Event {self._fields.get('name')!r} {state}, {len(self._fields)} fields>"
 
 
-_ml_bind: Any = None
-
-
 def enter_scope(ev: Event) -> list[tuple[Callable[[object], None], object]]:
     """Run the scope hooks' enter for an event becoming current; what exit_scope needs."""
     entered = []
     for enter, leave in scope_hooks:
         try:
             entered.append((leave, enter(ev)))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - an integration's hook: contained, logged
             log_once("scope-enter", "wideevents: a scope hook failed: %s", safe_repr(exc, 200))
     return entered
 
@@ -382,18 +372,18 @@ def exit_scope(entered: list[tuple[Callable[[object], None], object]]) -> None:
     for leave, token in reversed(entered):
         try:
             leave(token)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - an integration's hook: contained, logged
             log_once("scope-exit", "wideevents: a scope hook failed: %s", safe_repr(exc, 200))
 
 
 def _ml_call(helper: str, ev: Event, *args: Any, **kwargs: Any) -> None:
-    global _ml_bind
     try:
-        if _ml_bind is None:
-            from .ml import _bind
-
-            _ml_bind = _bind
-        getattr(_ml_bind, helper)(ev, *args, **kwargs)
+        helpers = hooks.ml_helpers
+        if helpers is None:
+            log_once("ml-unwired", "wideevents: ev.%s() needs wideevents.ml, which was not "
+                     "wired in (import wideevents does it); the call was ignored", helper)
+            return
+        getattr(helpers, helper)(ev, *args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the helpers contain their own errors; belt and braces
         log_once(f"ml:{helper}:{type(exc).__name__}", "wideevents: ev.%s() failed: %s", helper,
                  safe_repr(exc, 200))
@@ -518,10 +508,7 @@ def inject(headers: dict[str, str]) -> dict[str, str]:
         else:
             for hook in inject_fallbacks:
                 hook(headers)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - inject() never raises into user code
         log_once("inject", "wideevents: inject() failed: %s", safe_repr(exc, 200))
     return headers
 
-
-# Used by the OpenTelemetry integration to inject the active span outside any event.
-inject_fallbacks: list[Callable[[dict[str, str]], None]] = []

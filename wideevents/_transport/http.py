@@ -55,7 +55,7 @@ def _shown(url: str) -> str:
         parts = urlsplit(url.strip())
         host = parts.netloc.rpartition("@")[2]
         return repr(f"{parts.scheme}://{host}{parts.path}"[:200])
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a message helper must never raise
         return "the URL"
 
 

@@ -30,7 +30,7 @@ def log_once(key: str, message: str, *args: object, level: int = logging.WARNING
         return False
     try:
         logger.log(level, message, *args)
-    except Exception:  # a broken handler of the host must not break us
+    except Exception:  # noqa: BLE001 - a broken handler of the host must not break us
         pass
     return True
 

@@ -10,8 +10,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
-from ._event import _current, event
-from ._normalize import safe_repr
+from .event import _current, event
+from .normalize import safe_repr
 
 __all__ = ["in_context", "instrument"]
 

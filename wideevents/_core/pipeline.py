@@ -1,9 +1,9 @@
-"""The background pipeline: bounded queue, one worker, processors, sampler, sinks, stats.
+"""The background pipeline: bounded queue, one worker, sinks, stats.
 
 Request threads only append the finished event's raw fields to a bounded deque (never
 waiting for space by default: a full queue drops and counts). One lazily started daemon
-worker normalises, adds static fields, runs the user's processors and the sampler,
-redacts, applies limits, serialises once and hands the batch to every sink. It is woken
+worker prepares each event (:mod:`.prepare`: normalise, processors, sampler, redaction,
+limits, one serialisation) and hands the batch to every sink. It is woken
 at 256 queued events (or every 100 ms); if request threads keep the GIL so that it has
 not run 8 events later, the thread emitting the 8th hands the GIL over (see enqueue).
 
@@ -22,17 +22,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._ids import new_span_id, new_trace_id
-from ._ledger import Ledger, call_with_deadline, sink_name
-from ._limits import Limits, Redactor, apply_limits, dumps, fast_serialize, serialize
-from ._log import log_once
-from ._normalize import FieldReport, Normalizer, safe_repr
-from .sinks._base import Record
+from .ids import new_span_id, new_trace_id
+from .ledger import Ledger, call_with_deadline, sink_name
+from .limits import Limits
+from .log import log_once
+from .normalize import safe_repr
+from .prepare import Preparer, Processor, Sampler, Tally
+from .record import Record
+from .redact import Redactor
 
 __all__ = ["Pipeline"]
-
-Processor = Callable[[dict[str, Any]], "dict[str, Any] | None"]
-Sampler = Callable[[dict[str, Any]], int]
 
 _BATCH = 512
 _INTERVAL_S = 0.1
@@ -61,16 +60,23 @@ class Pipeline:
         interval: float = _INTERVAL_S,
         bind: bool = True,
         self_report_interval: float | None = None,
+        capture_stacktrace: bool = False,
+        synchronous: bool = False,
     ) -> None:
+        """``synchronous=True``: no worker; each event is prepared and exported on the
+        thread that finishes it (``wideevents.testing.capture_events`` uses it)."""
         self._static_builder = static_fields
         self._set_static(static_fields())
-        self._processors = tuple(processors)
         self._sampler = sampler
+        self._preparer = Preparer(processors=processors, sampler=sampler, limits=limits,
+                                  redactor=redactor)
         self._capacity = queue_size
         self._enqueue_timeout = enqueue_timeout
-        self._limits = limits or Limits()
-        self._redactor = redactor or Redactor()
-        self._normalize = Normalizer(max_string_bytes=self._limits.max_string_bytes)
+        self._synchronous = synchronous
+        if synchronous:
+            self.enqueue = self._enqueue_synchronous  # type: ignore[method-assign]
+        #: Whether events record ``exception.stacktrace`` (``configure(capture_stacktrace=)``).
+        self.capture_stacktrace = capture_stacktrace
         self._batch_size = batch_size
         self._interval = interval
         self._report_every = self_report_interval
@@ -123,7 +129,7 @@ class Pipeline:
         self._init_state()
         try:
             self._set_static(self._static_builder())
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a forked child must come up whatever happens
             self._set_static({**self._static, "process.pid": os.getpid()})
         for sink, ledger in zip(self._sinks, self._ledgers):
             for hook in ("reset_after_fork", "bind"):
@@ -131,14 +137,14 @@ class Pipeline:
                 if callable(fn):
                     try:
                         fn() if hook == "reset_after_fork" else fn(ledger)
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:  # noqa: BLE001 - a sink's fork hook: contained, logged
                         log_once(f"fork:{hook}", "wideevents: sink %s failed after fork: %s",
                                  type(sink).__name__, safe_repr(exc, 200))
         reset = getattr(self._sampler, "reset_after_fork", None)
         if callable(reset):
             try:
                 reset()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a sampler's fork hook must not stop the child
                 pass
 
     # -- request thread -------------------------------------------------------------------
@@ -174,6 +180,17 @@ class Pipeline:
                 # whose threads wait on I/O lets the worker run before the 8th event and
                 # never waits here.
                 self._started.wait(_HANDOFF_S)
+
+    def _enqueue_synchronous(self, fields: dict[str, Any], start_ns: int) -> None:
+        """``enqueue`` of a synchronous pipeline: prepare and export on this thread."""
+        with self._lock:
+            self._emitted += 1
+            if self._closed:
+                self._dropped["shutdown"] = self._dropped.get("shutdown", 0) + 1
+                return
+            self._accepted += 1
+            self._inflight += 1
+        self._process([(fields, start_ns)])
 
     def _wait_for_space(self) -> bool:
         """Called with the lock held; waits up to ``enqueue_timeout`` for the worker."""
@@ -231,7 +248,7 @@ class Pipeline:
             fields["trace.span_id"] = new_span_id()
             fields["duration_ms"] = 0.0
             _flatten("stats", self.stats(), fields)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the worker never dies on its own report
             log_once("self-report", "wideevents: the stats event could not be built: %s",
                      safe_repr(exc, 200))
             return
@@ -256,23 +273,8 @@ class Pipeline:
                 self._process(chunk)
 
     def _process(self, chunk: list[tuple[dict[str, Any], int]]) -> None:
-        records: list[Record] = []
-        drops: dict[str, int] = {}
-        errors: dict[str, int] = {}
-        fdrop: dict[str, int] = {}
-        ftrunc: dict[str, int] = {}
-        prepare = self._prepare
-        for fields, start_ns in chunk:
-            try:
-                record, reason = prepare(fields, start_ns, errors, fdrop, ftrunc)
-            except Exception as exc:  # noqa: BLE001 - contained: counted and logged once
-                log_once(f"pipeline:{type(exc).__name__}", "wideevents: an event could not be "
-                         "processed and was dropped: %s", safe_repr(exc, 200))
-                record, reason = None, "internal_error"
-            if record is not None:
-                records.append(record)
-            else:
-                drops[reason] = drops.get(reason, 0) + 1
+        tally = Tally()
+        records = self._preparer.prepare_all(chunk, tally)
         kept = len(records)
         with self._lock:
             self._inflight -= len(chunk)
@@ -280,10 +282,9 @@ class Pipeline:
                 # shutdown() already counted these as dropped; do not count them twice.
                 self._processed += len(chunk)
                 return
-            for reason, n in drops.items():
-                self._dropped[reason] = self._dropped.get(reason, 0) + n
-            for target, src in ((self._errors, errors), (self._fields_dropped, fdrop),
-                                (self._fields_truncated, ftrunc)):
+            for target, src in ((self._dropped, tally.dropped), (self._errors, tally.errors),
+                                (self._fields_dropped, tally.fields_dropped),
+                                (self._fields_truncated, tally.fields_truncated)):
                 for reason, n in src.items():
                     target[reason] = target.get(reason, 0) + n
             if kept:
@@ -295,83 +296,11 @@ class Pipeline:
             # Counted only now, so that flush() also waits for the synchronous sinks' writes.
             self._processed += len(chunk)
 
-    def _prepare(self, fields: dict[str, Any], start_ns: int, errors: dict[str, int],
-                 fdrop: dict[str, int], ftrunc: dict[str, int]) -> tuple[Record | None, str]:
-        # Events start as a copy of base_fields, so static fields are already in place
-        # (overridden by the event's own values) and nothing is merged here.
-        out = fields
-        if out.get("timestamp") is None:
-            out["timestamp"] = _rfc3339_ns(start_ns)
-        if out.get("duration_ms", 0) is None:
-            del out["duration_ms"]
-        if not self._processors:
-            # Fast path: a clean event is serialised once and needs nothing else.
-            data = fast_serialize(out, self._limits, self._redactor)
-            if data is not None:
-                if "prediction.id" in out:
-                    _remember_prediction(out)
-                if self._sampler is not None:
-                    had_rate = "samplerate" in out
-                    if not self._sample(out, errors):
-                        return None, "sampled"
-                    # A new samplerate is the dict's last key: append it to the JSON rather
-                    # than serialising the whole event a second time.
-                    data = dumps(out) if had_rate else (
-                        b'%b,"samplerate":%d}' % (data[:-1], out["samplerate"]))
-                return Record(out, data), ""
-        report = FieldReport()
-        out = self._normalize(out, report)
-        if "prediction.id" in out:
-            _remember_prediction(out)
-        for proc in self._processors:
-            try:
-                result = proc(out)
-            except Exception as exc:  # noqa: BLE001
-                errors["processor_error"] = errors.get("processor_error", 0) + 1
-                log_once(f"processor:{getattr(proc, '__qualname__', proc)}",
-                         "wideevents: processor %s raised %s; it was skipped for this event",
-                         safe_repr(proc, 100), safe_repr(exc, 200))
-                continue
-            if result is None:
-                return None, "processor"
-            out = result
-        if self._sampler is not None and not self._sample(out, errors):
-            return None, "sampled"
-        out = self._redactor(out)
-        out = apply_limits(out, self._limits, report)
-        out, data = serialize(out, self._limits, report)
-        if report:
-            for _, reason in report.dropped:
-                fdrop[reason] = fdrop.get(reason, 0) + 1
-            for _, reason in report.truncated:
-                ftrunc[reason] = ftrunc.get(reason, 0) + 1
-        return Record(out, data), ""
-
-    def _sample(self, out: dict[str, Any], errors: dict[str, int]) -> bool:
-        """Run the sampler; set or multiply ``samplerate``. False means drop."""
-        try:
-            rate = self._sampler(out)  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001
-            errors["sampler_error"] = errors.get("sampler_error", 0) + 1
-            log_once("sampler-error", "wideevents: the sampler raised %s; the event was kept",
-                     safe_repr(exc, 200))
-            rate = 1
-        if type(rate) is not int:
-            try:
-                rate = int(rate) if rate == rate else 1
-            except Exception:  # noqa: BLE001
-                rate = 1
-        if rate <= 0:
-            return False
-        prior = out.get("samplerate")
-        out["samplerate"] = rate * prior if type(prior) is int and prior > 0 else rate
-        return True
-
     def _export(self, records: list[Record]) -> None:
         for sink, ledger, binds in zip(self._sinks, self._ledgers, self._binds):
             try:
                 sink.export(records)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - a sink's failure: counted, logged once
                 log_once(f"export:{id(sink)}:{type(exc).__name__}",
                          "wideevents: sink %s failed; %d events dropped: %s",
                          ledger.name, len(records), safe_repr(exc, 200))
@@ -387,16 +316,19 @@ class Pipeline:
             target = self._accepted
             if self._processed >= target:
                 return True
-        if self._worker is None:
-            self._start_worker()
-        self._wake.set()
+        worker = not self._synchronous  # synchronous: the finishing threads do the work
+        if worker:
+            if self._worker is None:
+                self._start_worker()
+            self._wake.set()
         with self._lock:
             while self._processed < target:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._progress.wait(min(remaining, 0.05))
-                self._wake.set()
+                if worker:
+                    self._wake.set()
         return True
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -416,7 +348,7 @@ class Pipeline:
                 pending = len(self._queue) + self._inflight + max(
                     (lg.held for lg in self._ledgers), default=0)
             return ok and pending == 0
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - flush() never raises into user code
             log_once("flush-error", "wideevents: flush failed: %s", safe_repr(exc, 200))
             return False
 
@@ -454,7 +386,7 @@ class Pipeline:
         if callable(close):
             try:
                 close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a sampler's close must not stop shutdown
                 pass
         return ok
 
@@ -463,7 +395,7 @@ class Pipeline:
         return self._closed
 
     def stats(self) -> dict[str, Any]:
-        """Counters in the shape of DESIGN section 3; one consistent snapshot."""
+        """Counters (shape and equation: docs/reliability.md, "stats()"); one snapshot."""
         with self._lock:
             waiting = len(self._queue) + self._inflight
             out: dict[str, Any] = {
@@ -489,7 +421,7 @@ class Pipeline:
             fn = getattr(self._sampler, "stats", None)
             try:
                 samplers[str(name)] = fn() if callable(fn) else {}
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a sampler's stats must not break stats()
                 samplers[str(name)] = {}
         out["samplers"] = samplers
         return out
@@ -499,34 +431,12 @@ class Pipeline:
         return list(self._sinks)
 
 
-def _remember_prediction(fields: dict[str, Any]) -> None:
-    """Cache a prediction for wideevents.feedback() — here on the worker, before sampling
-    (feedback for a sampled-away prediction still matches), not on the request thread."""
-    from .ml._feedback import remember
-
-    remember(fields)
-
-
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if isinstance(value, dict):
         for key, inner in value.items():
             _flatten(f"{prefix}.{key}", inner, out)
     else:
         out[prefix] = value
-
-
-_ts_cache: tuple[int, str] = (-1, "")
-
-
-def _rfc3339_ns(ns: int) -> str:
-    """RFC 3339 UTC with microseconds; the per-second prefix is cached."""
-    global _ts_cache
-    sec, rem = divmod(ns, 1_000_000_000)
-    cached_sec, prefix = _ts_cache  # one tuple: atomic for concurrent workers
-    if sec != cached_sec:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _ts_cache = (sec, prefix)
-    return f"{prefix}.{rem // 1000:06d}Z"
 
 
 def _after_fork_in_child() -> None:

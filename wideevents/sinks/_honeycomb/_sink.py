@@ -5,7 +5,7 @@ The sink keeps libhoney's client and event model: it owns a ``libhoney.Client`` 
 libhoney's ``send_presampled()`` sends it: the record's fields as ``data``, its
 ``samplerate`` as the sample rate (already sampled: never sampled again) and its
 ``timestamp`` as ``created_at``. The transmission hands batch elements to
-:mod:`wideevents._sender` (bounded buffer, batching, zstd/gzip, retries with backoff,
+:mod:`wideevents._transport` (bounded buffer, batching, zstd/gzip, retries with backoff,
 exact accounting) instead of libhoney's own, which sends two statsd packets per event on
 the caller's thread, retries once without backoff and can block ``close()`` for seconds.
 
@@ -26,7 +26,6 @@ log messages or exceptions; libhoney's ``debug`` (which logs it) is never enable
 from __future__ import annotations
 
 import datetime
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -35,21 +34,17 @@ from urllib.parse import quote
 
 import orjson
 
-from .._errors import ConfigurationError
-from .._log import log_once
-from .._sender import SenderConfig
-from .._sender_honeycomb import (
-    KEY_HINT,
-    HoneycombTransmission,
-    error_text,
-    rate_of,
-    record_elements,
-)
-from .._sender_http import COMPRESSIONS, parse_origin, post_once
-from .._service import default_service_name
-from ._base import Record, SinkLedger
+from ..._core.env import env
+from ..._core.log import log_once
+from ..._core.record import Record, SinkLedger
+from ..._core.samplerate import sample_rate
+from ..._core.service import default_service_name
+from ..._errors import ConfigurationError
+from ..._transport import COMPRESSIONS, SenderConfig, parse_origin, post_once
+from ._codec import KEY_HINT, error_text, record_elements
+from ._libhoney import HoneycombTransmission
 
-__all__ = ["HoneycombSink", "HoneycombTransmission"]
+__all__ = ["HoneycombSink"]
 
 DEFAULT_API_HOST = "https://api.honeycomb.io"
 _dumps = orjson.dumps
@@ -122,10 +117,6 @@ def _record_event_class(client_: Any) -> type:
     return RecordEvent
 
 
-def _env(name: str) -> str:
-    return os.environ.get(name, "").strip()
-
-
 def _check_key(key: str) -> None:
     if (not key.isascii() or not key.isprintable() or any(c.isspace() for c in key)
             or '"' in key or "'" in key):
@@ -173,19 +164,19 @@ class HoneycombSink:
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
     ) -> None:
-        key = (api_key if api_key is not None else _env("HONEYCOMB_API_KEY")).strip()
+        key = (api_key if api_key is not None else env("HONEYCOMB_API_KEY")).strip()
         if not key:
             raise ConfigurationError(
                 "HoneycombSink needs an API key: set HONEYCOMB_API_KEY or pass api_key=... "
                 "(an ingest key from Honeycomb: Environment settings > API Keys)")
         _check_key(key)
-        name = (dataset if dataset is not None else _env("HONEYCOMB_DATASET")).strip()
+        name = (dataset if dataset is not None else env("HONEYCOMB_DATASET")).strip()
         # Without an explicit dataset, it is the events' service.name (DESIGN section 3):
         # the default below until the first event shows the pipeline's service.name.
         self._adopt_dataset = not name
         if not name:
             name = default_service_name()
-        host = (api_host if api_host is not None else _env("HONEYCOMB_API_HOST")).strip()
+        host = (api_host if api_host is not None else env("HONEYCOMB_API_HOST")).strip()
         host = (host or DEFAULT_API_HOST).rstrip("/")
         try:
             origin = parse_origin(host)
@@ -293,7 +284,7 @@ class HoneycombSink:
         try:
             for record in batch:
                 rate = record.fields.get("samplerate", 1)
-                new_event(record, rate if type(rate) is int and rate > 0 else rate_of(rate)
+                new_event(record, rate if type(rate) is int and rate > 0 else sample_rate(rate)
                           ).send_presampled()
         finally:
             transmission.end_batch()
@@ -331,7 +322,7 @@ class HoneycombSink:
         path = "/1/markers/" + quote(self.dataset, safe="")
         try:
             response = post_once(self._origin, path, _dumps(body), headers, timeout)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any transport failure is a marker failure
             cause = exc.__class__.__name__  # ``type`` is the marker type here
             log_once(f"{self.name}:marker:{cause}",
                      "wideevents: %s: could not create a marker (%s)", self.name, cause)

@@ -15,7 +15,8 @@
             reject: whole batch · retry (429, 5xx, timeouts, resets, refused): exponential
             backoff with jitter, bounded attempts, a per-batch deadline
                                   ▼
-                        Reporter.report(...): every item exactly once
+                        ledger.sent / rejected / dropped: every item exactly once
+                        (and on_tagged(...) for items submitted with tags)
 
 A backend plugs in with a :class:`Destination` (where: origin, path, headers) and a
 :class:`Codec` (how: the request body from pre-encoded items, and what a reply means).
@@ -37,39 +38,41 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ._log import log_once
-from ._sender_api import (
+from .._core.ledger import Ledger
+from .._core.log import log_once
+from .._core.record import SinkLedger
+from .contract import (
     SENT,
     Codec,
-    CountingLedger,
     Destination,
-    LedgerReporter,
     Reply,
-    Reporter,
     SenderConfig,
     backoff_delay,
     reply_for_status,
 )
-from ._sender_delivery import Batch, Delivery
-from ._sender_http import ConnectionPool
+from .delivery import Batch, Delivery
+from .http import ConnectionPool
 
 __all__ = [
     "SENT",
     "Codec",
-    "CountingLedger",
     "Destination",
-    "LedgerReporter",
     "Reply",
-    "Reporter",
     "Sender",
+    "TaggedOutcome",
     "SenderConfig",
     "backoff_delay",
     "reply_for_status",
 ]
 
 _monotonic = time.monotonic
+
+#: ``(outcome, reason, tags, status)`` for items submitted with tags: outcome is "sent",
+#: "rejected" or "dropped"; ``status`` the HTTP status when there was one, else 0. Called
+#: under the sender's lock: it must be quick, must not block, must not call the sender.
+TaggedOutcome = Callable[[str, str, Sequence[object], int], None]
 
 
 class _Queue:
@@ -109,13 +112,17 @@ class Sender:
     """Bounded, batching, retrying background sender; see the module docstring.
 
     ``submit`` never blocks on the network and never raises; threads start on first use.
+    Outcomes go to ``ledger`` (a detached :class:`~wideevents._core.ledger.Ledger` until a
+    sink rebinds the attribute to the pipeline's).
     """
 
-    def __init__(self, name: str, codec: Codec, reporter: Reporter,
-                 config: SenderConfig | None = None) -> None:
+    def __init__(self, name: str, codec: Codec, config: SenderConfig | None = None, *,
+                 ledger: SinkLedger | None = None,
+                 on_tagged: TaggedOutcome | None = None) -> None:
         self.name = name
         self._codec = codec
-        self._reporter = reporter
+        self.ledger: SinkLedger = ledger if ledger is not None else Ledger(name)
+        self._on_tagged = on_tagged
         self._config = config = config or SenderConfig()
         config.check()
         self._delivery = Delivery(name, codec, config, self._settle)
@@ -158,14 +165,14 @@ class Sender:
         nbytes = sum(map(len, items))
         with self._lock:
             if self._closing:
-                self._reporter.report("dropped", "shutdown", n, _opt(tags), 0)
+                self._report("dropped", "shutdown", n, _opt(tags), 0)
                 return
             accept = n
             if (self._buffered + n > cfg.buffer_events
                     or self._buffered_bytes + nbytes > cfg.buffer_bytes):
                 accept, nbytes = self._room(items, n)
                 if accept < n:
-                    self._reporter.report("dropped", "buffer_full", n - accept,
+                    self._report("dropped", "buffer_full", n - accept,
                                           _opt(tags, accept), 0)
                     log_once(f"{self.name}:buffer_full",
                              "wideevents: %s buffer is full (%d events, %d bytes); new events "
@@ -263,7 +270,7 @@ class Sender:
         return delivered
 
     def _abort_locked(self) -> None:
-        report = self._reporter.report
+        report = self._report
         for batch in self._in_flight:
             if not batch.aborted and batch.unreported:
                 report("dropped", "shutdown", batch.unreported, None, 0)
@@ -383,7 +390,7 @@ class Sender:
             self._in_flight.discard(batch)
             if batch.unreported and not batch.aborted:
                 # A path above forgot to report: count rather than leak (never expected).
-                self._reporter.report("dropped", "internal_error", batch.unreported, None, 0)
+                self._report("dropped", "internal_error", batch.unreported, None, 0)
                 self._in_flight_items -= batch.unreported
                 batch.unreported = 0
             if self._buffered + self._in_flight_items == 0:
@@ -398,9 +405,23 @@ class Sender:
                 return  # close() already reported these as dropped "shutdown"
             batch.unreported -= count
             self._in_flight_items -= count
-            self._reporter.report(outcome, reason, count, tags, status)
+            self._report(outcome, reason, count, tags, status)
             if self._buffered + self._in_flight_items == 0:
                 self._drained.notify_all()
+
+
+    def _report(self, outcome: str, reason: str, count: int,
+                tags: Sequence[object] | None, status: int) -> None:
+        """Count ``count`` items' outcome in the ledger (called under the sender's lock)."""
+        ledger = self.ledger
+        if outcome == "sent":
+            ledger.sent(count)
+        elif outcome == "rejected":
+            ledger.rejected(reason, count)
+        else:
+            ledger.dropped(reason, count)
+        if tags is not None and self._on_tagged is not None:
+            self._on_tagged(outcome, reason, tags, status)
 
 
 def _opt(tags: Sequence[object] | None, start: int = 0) -> Sequence[object] | None:

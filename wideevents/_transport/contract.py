@@ -1,29 +1,26 @@
-"""What a backend plugs into the sender (:mod:`wideevents._sender`), and its settings.
+"""What a backend plugs into the sender (:mod:`.sender`), and its settings.
 
 - :class:`Destination`: where a batch goes (origin, path, headers; secrets stay out of repr).
 - :class:`Codec`: how items become a request body, and what a reply means (:class:`Reply`).
-- :class:`Reporter`: where every item's outcome goes, exactly once (:class:`LedgerReporter`
-  forwards counts to a sink ledger).
 - :class:`SenderConfig`: buffering, batching, compression and retry settings.
+
+Every item's outcome goes, exactly once, to the sender's ledger (the core's
+:class:`~wideevents._core.record.SinkLedger` interface).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from ._sender_http import Origin, Response, make_compression
+from .http import Origin, Response, make_compression
 
 __all__ = [
     "SENT",
     "Codec",
-    "CountingLedger",
     "Destination",
-    "LedgerReporter",
     "Reply",
-    "Reporter",
     "SenderConfig",
     "backoff_delay",
     "reply_for_status",
@@ -89,72 +86,6 @@ class Codec(Protocol):
     def encode(self, items: Sequence[bytes]) -> Iterable[bytes]: ...
 
     def interpret(self, response: Response, count: int) -> Reply: ...
-
-
-class Reporter(Protocol):
-    """Receives every item's outcome exactly once; called under the sender's lock.
-
-    ``outcome`` is "sent", "rejected" or "dropped"; ``tags`` are the items' tags (when they
-    were submitted with tags and are still known) or None; ``status`` the HTTP status when
-    there was one, else 0. Must be quick, must not block, must not call into the sender.
-    """
-
-    def report(
-        self, outcome: str, reason: str, count: int, tags: Sequence[object] | None, status: int
-    ) -> None: ...
-
-
-class _Ledger(Protocol):
-    def sent(self, n: int = 1) -> None: ...
-
-    def rejected(self, reason: str, n: int = 1) -> None: ...
-
-    def dropped(self, reason: str, n: int = 1) -> None: ...
-
-
-class CountingLedger:
-    """A stand-alone :class:`~wideevents.sinks.SinkLedger` that just counts (before ``bind``)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.sent_count = 0
-        self.rejected_by: dict[str, int] = {}
-        self.dropped_by: dict[str, int] = {}
-
-    def sent(self, n: int = 1) -> None:
-        with self._lock:
-            self.sent_count += n
-
-    def rejected(self, reason: str, n: int = 1) -> None:
-        with self._lock:
-            self.rejected_by[reason] = self.rejected_by.get(reason, 0) + n
-
-    def dropped(self, reason: str, n: int = 1) -> None:
-        with self._lock:
-            self.dropped_by[reason] = self.dropped_by.get(reason, 0) + n
-
-    def snapshot(self) -> dict[str, object]:
-        """``{"sent": n, "rejected": {...}, "dropped": {...}}``."""
-        with self._lock:
-            return {"sent": self.sent_count, "rejected": dict(self.rejected_by),
-                    "dropped": dict(self.dropped_by)}
-
-
-class LedgerReporter:
-    """A :class:`Reporter` that forwards counts to a ledger; ``ledger`` may be rebound."""
-
-    def __init__(self, ledger: _Ledger | None = None) -> None:
-        self.ledger: _Ledger = ledger if ledger is not None else CountingLedger()
-
-    def report(
-        self, outcome: str, reason: str, count: int, tags: Sequence[object] | None, status: int
-    ) -> None:
-        if outcome == "sent":
-            self.ledger.sent(count)
-        elif outcome == "rejected":
-            self.ledger.rejected(reason, count)
-        else:
-            self.ledger.dropped(reason, count)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .timefmt import rfc3339
+
 __all__ = ["FieldReport", "Normalizer", "safe_repr", "snapshot"]
 
 MAX_ARRAY_ITEMS = 128
@@ -61,7 +63,7 @@ def safe_repr(value: object, limit: int = MAX_REPR) -> str:
     except BaseException:  # noqa: BLE001 - a raising __repr__ must not escape
         try:
             name = type(value).__qualname__
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001 - a raising type name must not escape either
             name = "object"
         return f"<unrepresentable {name}>"
     if type(text) is not str:
@@ -163,14 +165,6 @@ def fix_surrogates(text: str) -> str:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
-def _rfc3339(value: _dt.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=_dt.UTC)  # naive datetimes are taken as UTC
-    else:
-        value = value.astimezone(_dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}Z"
-
-
 class Normalizer:
     """Flatten and make JSON-safe one event's fields (worker thread)."""
 
@@ -214,7 +208,7 @@ class Normalizer:
     def _key(key: object) -> str:
         try:
             text = fix_surrogates(str(key))
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001 - a user key's __str__ may raise anything
             text = safe_repr(key)
         return _utf8_prefix(text, MAX_KEY_BYTES)
 
@@ -286,7 +280,7 @@ class Normalizer:
         if isinstance(v, str):
             return self._string(key, str(v), report)
         if isinstance(v, _dt.datetime):
-            return _rfc3339(v)
+            return rfc3339(v)
         if isinstance(v, (_dt.date, _dt.time)):
             return v.isoformat()
         if isinstance(v, _dt.timedelta):
@@ -327,7 +321,7 @@ class Normalizer:
         try:
             return orjson.dumps(value, default=safe_repr, option=orjson.OPT_NON_STR_KEYS |
                                 orjson.OPT_SERIALIZE_NUMPY).decode()
-        except Exception:
+        except orjson.JSONEncodeError:
             return safe_repr(value)
 
     def _element(self, key: str, v: Any, report: FieldReport) -> Any:

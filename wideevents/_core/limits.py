@@ -1,32 +1,23 @@
-"""Redaction, field limits and the single serialisation of each event.
+"""Field limits and the single serialisation of each event.
 
-These run on the worker, after the user's processors and the sampler, in this order:
-redaction, limits, serialisation. Decisions that depend only on a key are cached, so
-the per-event cost is a dictionary lookup per field.
+These run on the worker, after the user's processors, the sampler and redaction
+(:mod:`.redact`), in this order: limits, serialisation. Decisions that depend only on a
+key are cached, so the per-event cost is a dictionary lookup per field.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
-from ._errors import ConfigurationError
-from ._normalize import FieldReport, fix_surrogates, key_too_long, safe_repr
+from .._errors import ConfigurationError
+from .normalize import FieldReport, fix_surrogates, safe_repr
+from .redact import Redactor
 
-__all__ = [
-    "DEFAULT_REDACT", "Limits", "Redactor", "apply_limits", "dumps", "fast_serialize", "serialize",
-]
+__all__ = ["Limits", "apply_limits", "dumps", "fast_serialize", "serialize"]
 
-DEFAULT_REDACT: tuple[str, ...] = (
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "password", "passwd",
-    "secret", "client_secret", "api_key", "apikey", "x-api-key", "x-honeycomb-team",
-    "access_token", "refresh_token", "id_token", "private_key",
-)
-REDACTED = "[REDACTED]"
 META_NAMES_MAX = 20
 
 # Fields that identify an event: never the ones removed by the limits. An exact list: a
@@ -64,70 +55,6 @@ class Limits:
 
 def is_identity(key: str) -> bool:
     return key in IDENTITY_FIELDS
-
-
-class Redactor:
-    """Replace values whose key's last dotted segment matches a name or glob (any case)."""
-
-    def __init__(self, patterns: Iterable[str] = DEFAULT_REDACT) -> None:
-        names: set[str] = set()
-        globs: list[str] = []
-        for p in patterns:
-            if not isinstance(p, str) or not p:
-                raise ConfigurationError(
-                    f"redact pattern {p!r} is invalid: use non-empty strings such as 'password' "
-                    "or globs such as '*_token'"
-                )
-            p = p.lower()
-            if any(c in p for c in "*?["):
-                globs.append(p)
-            else:
-                names.add(p)
-        self._names = frozenset(names)
-        self._glob = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
-        self._cache: dict[str, bool] = {}
-        self._safe: set[str] = set()
-
-    def all_safe(self, fields: dict[str, Any]) -> bool:
-        """True when no key of ``fields`` needs redacting (one C-level set check when warm)."""
-        safe = self._safe
-        if safe.issuperset(fields):
-            return True
-        if len(safe) >= 50_000:
-            safe.clear()
-        for key in fields:
-            if key not in safe:
-                if type(key) is not str or (len(key) > 63 and key_too_long(key)):
-                    return False  # the normaliser must cut it
-                if self._cache.get(key) or self._decide(key):
-                    return False
-                safe.add(key)
-        return True
-
-    def _decide(self, key: str) -> bool:
-        last = key.rpartition(".")[2].lower()
-        hit = last in self._names or (self._glob is not None and self._glob.match(last) is not None)
-        if len(self._cache) >= 50_000:  # bounded: high-cardinality keys must not grow memory
-            self._cache.clear()
-        self._cache[key] = hit
-        return hit
-
-    def __call__(self, fields: dict[str, Any]) -> dict[str, Any]:
-        cache = self._cache
-        hits = None
-        for key in fields:
-            hit = cache.get(key)
-            if hit is None:
-                hit = self._decide(key)
-            if hit:
-                if hits is None:
-                    hits = [key]
-                else:
-                    hits.append(key)
-        if hits:
-            for key in hits:
-                fields[key] = REDACTED
-        return fields
 
 
 def _add_meta(fields: dict[str, Any], kind: str, names: list[str]) -> None:
@@ -185,7 +112,7 @@ def fast_serialize(fields: dict[str, Any], limits: Limits, redactor: Redactor) -
         return None
     try:
         data = orjson.dumps(fields, option=_STRICT)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - any failure means: take the slow path
         return None
     if len(data) > limits.max_string_bytes or data.find(b"{", 1) >= 0 or _NULL(data):
         return None
@@ -220,11 +147,11 @@ def serialize(fields: dict[str, Any], limits: Limits, report: FieldReport) -> tu
     """Serialise once; repair lone surrogates and oversize events. Never raises."""
     try:
         data = orjson.dumps(fields, option=_OPTS)
-    except Exception:
+    except orjson.JSONEncodeError:
         fields = {fix_surrogates(str(k)): _repair(v) for k, v in fields.items()}
         try:
             data = orjson.dumps(fields, default=safe_repr, option=_OPTS)
-        except Exception:
+        except orjson.JSONEncodeError:
             fields = {k: (v if isinstance(v, (int, float, bool, type(None))) else safe_repr(v))
                       for k, v in fields.items()}
             data = orjson.dumps(fields, default=safe_repr, option=_OPTS)

@@ -1,0 +1,189 @@
+"""Honeycomb's Events API: batch elements, batch bodies and what replies mean.
+
+- :class:`HoneycombCodec`: batch bodies (a JSON array of ``{"data", "time", "samplerate"}``
+  elements, pre-encoded per event) and replies (per-event statuses; 401/403 logged once
+  with a hint about the key; each distinct per-event error text logged once).
+- :func:`record_elements` (the sink's records) and :func:`element` (a libhoney event):
+  the same element bytes either way.
+- :func:`destination`: ``POST {api_host}/1/batch/{dataset}`` with ``X-Honeycomb-Team``.
+
+The contract is written out in docs/backends.md ("Honeycomb Events API"). The write key
+only ever goes into the ``X-Honeycomb-Team`` header of a ``Destination``, whose ``repr()``
+leaves headers out; nothing here logs headers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from ..._core.log import log_once
+from ..._core.record import Record
+from ..._core.samplerate import sample_rate
+from ..._core.timefmt import rfc3339
+from ..._transport import SENT, Destination, Reply, Response, parse_origin, reply_for_status
+
+__all__ = ["KEY_HINT", "HoneycombCodec", "destination", "element", "error_text",
+           "record_elements"]
+
+KEY_HINT = (
+    "check HONEYCOMB_API_KEY (or api_key=): it must be an ingest or configuration key of "
+    "the target environment with permission to send events"
+)
+_MAX_REASON = 200
+_CHUNK = 32  # events per chunk to compress: ~70 KB here, below glibc's mmap threshold
+_dumps = orjson.dumps
+_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _default(value: Any) -> str:
+    try:
+        return str(value)  # libhoney's own fallback for values JSON cannot hold
+    except Exception:  # noqa: BLE001 - a user object's __str__ may raise anything
+        return "libhoney was unable to encode value"
+
+
+class HoneycombCodec:
+    """Events API batches: a JSON array of elements; per-event statuses in the reply."""
+
+    content_type = "application/json"
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def encode(self, items: Sequence[bytes]) -> Iterator[bytes]:
+        yield b"["
+        for start in range(0, len(items), _CHUNK):
+            if start:
+                yield b","
+            yield b",".join(items[start:start + _CHUNK])
+        yield b"]"
+
+    def decode(self, body: bytes) -> list[bytes]:
+        """The items of an encoded body again (to split a batch or resend some events)."""
+        return [_dumps(element) for element in orjson.loads(body)]
+
+    def interpret(self, response: Response, count: int) -> Reply:
+        status = response.status
+        if status != 200 and not 200 <= status < 300:
+            return self._failed(status, response.body)
+        if response.body == _all_accepted(count):
+            return SENT  # the usual reply, recognised without parsing it
+        try:
+            statuses = orjson.loads(response.body)
+        except orjson.JSONDecodeError:
+            statuses = None
+        if not isinstance(statuses, list):
+            # HTTP 200 means Honeycomb took the batch: resending would duplicate it.
+            log_once(f"{self._name}:malformed-reply",
+                     "wideevents: %s: unreadable batch reply (HTTP %d); its events are "
+                     "counted as sent", self._name, status)
+            return SENT
+        if len(statuses) == count and all(
+                type(s) is dict and s.get("status") == 202 for s in statuses):
+            return SENT
+        return self._per_event(statuses, count, status)
+
+    def _per_event(self, statuses: list[Any], count: int, status: int) -> Reply:
+        rejected: list[tuple[int, str]] = []
+        retry: list[int] = []
+        for i, entry in enumerate(statuses[:count]):
+            code = entry.get("status") if isinstance(entry, dict) else None
+            if type(code) is not int or 200 <= code < 300:
+                continue
+            if code == 429 or code >= 500:
+                retry.append(i)
+                continue
+            text = entry.get("error")
+            reason = (text if isinstance(text, str) and text else str(code))[:_MAX_REASON]
+            rejected.append((i, reason))
+            log_once(f"{self._name}:rejected:{reason}",
+                     "wideevents: %s: Honeycomb rejected an event (%d): %s",
+                     self._name, code, reason)
+        if len(statuses) != count:
+            log_once(f"{self._name}:short-reply",
+                     "wideevents: %s: batch reply has %d statuses for %d events (HTTP %d); "
+                     "events without a status are counted as sent",
+                     self._name, len(statuses), count, status)
+        return Reply("done", rejected=rejected, retry=retry)
+
+    def _failed(self, status: int, body: bytes) -> Reply:
+        reply = reply_for_status(status)
+        if status in (401, 403):
+            log_once(f"{self._name}:auth:{status}",
+                     "wideevents: %s: Honeycomb refused the API key (HTTP %d); %s. "
+                     "Events are counted as rejected.", self._name, status, KEY_HINT)
+        elif reply.action == "reject":
+            log_once(f"{self._name}:request:{status}",
+                     "wideevents: %s: Honeycomb rejected a batch (HTTP %d): %s",
+                     self._name, status, error_text(body))
+        return reply
+
+
+@functools.lru_cache(maxsize=8)
+def _all_accepted(count: int) -> bytes:
+    return b"[" + b",".join([b'{"status":202}'] * count) + b"]"
+
+
+def error_text(body: bytes) -> str:
+    """The ``error`` of a JSON error reply, else the start of the body (at most 200 chars)."""
+    try:
+        parsed = orjson.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+            return str(parsed["error"])[:_MAX_REASON]
+    except orjson.JSONDecodeError:
+        pass
+    return body[:_MAX_REASON].decode("utf-8", "replace")
+
+
+def destination(api_host: str, writekey: str, dataset: str) -> Destination:
+    """Where a batch of events for ``dataset`` goes (the key in a header, never in repr)."""
+    origin = parse_origin(api_host)
+    return Destination(origin, "/1/batch/" + quote(dataset, safe=""),
+                       (("X-Honeycomb-Team", writekey),))
+
+
+def element(ev: Any) -> bytes:
+    """A libhoney event as one batch element: ``{"data": ..., "time": ..., "samplerate": N}``."""
+    rate = ev.sample_rate
+    if type(rate) is not int or rate < 1:
+        rate = sample_rate(rate)
+    data = getattr(ev, "_json", None)
+    if data is None:
+        data = _dumps(ev.fields(), default=_default, option=_OPTS)
+    stamp = getattr(ev, "_timestamp", None)  # a wideevents record's own RFC 3339 text
+    if stamp is None:
+        created = ev.created_at  # libhoney's own: a naive datetime in UTC
+        stamp = rfc3339(created if isinstance(created, datetime.datetime) else None)
+    return b'{"data":%b,"time":%b,"samplerate":%d}' % (data, _dumps(stamp), rate)
+
+
+def record_elements(records: Sequence[Record]) -> tuple[list[bytes], int]:
+    """Batch elements for finished records, and how many records were skipped.
+
+    Byte for byte what ``send_presampled()`` of a libhoney event with the record's fields,
+    ``sample_rate`` = its ``samplerate`` and ``created_at`` = its ``timestamp`` produces
+    through :class:`HoneycombTransmission`, without building that event; records without
+    fields are skipped, as libhoney skips empty events.
+    """
+    out: list[bytes] = []
+    append = out.append
+    skipped = 0
+    for record in records:
+        fields = record.fields
+        if not fields:
+            skipped += 1
+            continue
+        rate = fields.get("samplerate", 1)
+        if type(rate) is not int or rate < 1:
+            rate = sample_rate(rate)
+        stamp = fields.get("timestamp")
+        if type(stamp) is not str:
+            stamp = rfc3339()
+        append(b'{"data":%b,"time":%b,"samplerate":%d}' % (record.json, _dumps(stamp), rate))
+    return out, skipped
