@@ -16,10 +16,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_worker(module: str, *args: str, timeout: float = 600.0) -> dict[str, Any]:
-    """``python -m benchmarks.<module> --worker ARGS``; the last stdout line is JSON."""
+def _env() -> dict[str, str]:
+    """This environment with the repository root first on ``PYTHONPATH``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_worker(module: str, *args: str, timeout: float = 600.0) -> dict[str, Any]:
+    """``python -m benchmarks.<module> --worker ARGS``; the last stdout line is JSON."""
+    env = _env()
     proc = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{module}", "--worker", *args],
         capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env,
@@ -41,17 +47,19 @@ def worker_main(worker: Callable[..., dict[str, Any]], run: Callable[..., str]) 
 
 
 class ReceiverProcess:
-    """A loopback receiver from ``tests/`` in its own process: it prints ``PORT n`` first,
+    """A loopback receiver from ``tests/support/`` in its own process (``python -m
+    tests.support.<module> ARGS``, from the repository root): it prints ``PORT n`` first,
     stops when its stdin closes and counts what it accepted under ``/_receiver/stats``."""
 
-    def __init__(self, script: str, *args: str, counts: str) -> None:
+    def __init__(self, module: str, *args: str, counts: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / script), *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [sys.executable, "-m", f"tests.support.{module}", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(ROOT),
+            env=_env())
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
         if not line or line[0] != "PORT":
-            raise RuntimeError(f"{script} did not start")
+            raise RuntimeError(f"tests.support.{module} did not start")
         self.url = f"http://127.0.0.1:{line[1]}"
         self._counts = counts
 

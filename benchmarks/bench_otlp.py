@@ -1,6 +1,6 @@
 """OTLP: the 63-field event to a loopback OTLP/HTTP receiver, OTLPSink vs the OpenTelemetry SDK.
 
-The receiver (``tests/otlp_receiver.py``, decoding with ``opentelemetry-proto``) runs in its
+The receiver (``tests/support/otlp_receiver.py``, decoding with ``opentelemetry-proto``) runs in its
 own process; each contender runs in a fresh process, in interleaved rounds. Measured per
 contender: total process CPU per event (the emitting loop plus every background thread
 and the final flush/shutdown), the time the shutdown takes, and events lost (emitted
@@ -156,7 +156,7 @@ def _worker(contender: str, n: int, warmup: int, url: str, service: str,
 
 def _receiver(delay: tuple[float, float] = (0.0, 0.0)) -> ReceiverProcess:
     """The loopback OTLP/HTTP receiver in its own process."""
-    return ReceiverProcess("otlp_receiver.py", "--no-store", "--delay-min", str(delay[0]),
+    return ReceiverProcess("otlp_receiver", "--no-store", "--delay-min", str(delay[0]),
                            "--delay-max", str(delay[1]), counts="records")
 
 
@@ -240,7 +240,7 @@ def run(quick: bool = False) -> str:
     out = [
         "## OTLP: the 63-field event to a loopback OTLP/HTTP receiver",
         "",
-        f"Receiver (`tests/otlp_receiver.py`, opentelemetry-proto) in its own process; each "
+        f"Receiver (`tests/support/otlp_receiver.py`, opentelemetry-proto) in its own process; each "
         f"contender in a fresh process, {n:,} events after {warmup:,} warm-up, {rounds} "
         "interleaved round(s), medians shown. *Total CPU* is the whole sending process's CPU "
         "per event (exporter threads and shutdown included); *close* is the wall time of "

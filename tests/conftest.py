@@ -11,7 +11,7 @@ import pytest
 
 from wideevents._core import runtime
 
-pytest_plugins = ["reliability_support"]
+pytest_plugins = ["tests.support.reliability"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

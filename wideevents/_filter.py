@@ -3,7 +3,7 @@
 Every operator is defined once, in :data:`_OPERATORS`; a condition compiles both to a
 Python predicate over an event dict (:func:`compile_filter`, used by ``RulesSampler``) and
 to a DuckDB boolean expression (:func:`filter_sql`, used by ``run_local`` and the CLI's
-``--where``). ``tests/test_filter.py`` runs one table of cases against both engines.
+``--where``). ``tests/query/test_filter.py`` runs one table of cases against both engines.
 
 Semantics (identical in both engines):
 

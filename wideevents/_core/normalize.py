@@ -6,10 +6,11 @@ Two steps with different budgets:
   later mutation of the caller's object cannot change the event (arrays and containers
   are copied; immutable scalars pass through untouched).
 - :class:`Normalizer` runs on the pipeline's worker. A fast pass checks every value; only
-  events holding something unusual go through the slow path, which applies DESIGN
-  section 4: numpy scalars become numbers; arrays of up to 128 elements lists, longer ones
-  a summary; NaN/Inf ``null``; nested mappings dotted keys; datetimes RFC 3339; bytes their
-  length and SHA-256 prefix; anything else a bounded ``repr`` that cannot raise.
+  events holding something unusual go through the slow path, which applies the value
+  rules of docs/schema.md ("Values"): numpy scalars become numbers; arrays of up to 128
+  elements lists, longer ones a summary; NaN/Inf ``null``; nested mappings dotted keys;
+  datetimes RFC 3339; bytes their length and SHA-256 prefix; anything else a bounded
+  ``repr`` that cannot raise.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Any
 __all__ = ["MAX_RATE", "NUMERIC_PATTERN", "coerce", "sample_rate"]
 
 MAX_RATE = 2**63 - 1
-NUMERIC_PATTERN = r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*"
+NUMERIC_PATTERN = r"[ \t\n\r]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t\n\r]*"
 _NUMERIC = re.compile(NUMERIC_PATTERN + r"\Z")
 
 

@@ -30,9 +30,12 @@ def _prefix(sec: int) -> str:
 
 
 def rfc3339_ns(ns: int) -> str:
-    """Unix nanoseconds as RFC 3339 UTC with microseconds."""
+    """Unix nanoseconds as RFC 3339 UTC with microseconds (the worker's per-event call)."""
     sec, rem = divmod(ns, 1_000_000_000)
-    return f"{_prefix(sec)}.{rem // 1000:06d}Z"
+    cached_sec, prefix = _cache
+    if sec != cached_sec:
+        prefix = _prefix(sec)
+    return f"{prefix}.{rem // 1000:06d}Z"
 
 
 def datetime_ns(value: _dt.datetime) -> int:

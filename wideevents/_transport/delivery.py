@@ -1,6 +1,6 @@
 """Delivering one batch: encode, compress, POST, read the reply, retry, split, settle.
 
-Used by :class:`wideevents._sender.Sender`, one call per batch on a sender thread. Every
+Used by :class:`.sender.Sender`, one call per batch on a sender thread. Every
 item of the batch is settled exactly once through the sender's ``settle`` callback: sent,
 rejected (the backend said no), or dropped "retries_exhausted" after ``max_attempts`` or
 the batch's deadline. A whole-batch 413 halves the batch; per-item results resend only

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
+from wideevents._core.env import env
 from wideevents._errors import ConfigurationError
 
 __all__ = ["add_query_parser", "add_tail_parser", "format_table", "run_query", "run_tail"]
@@ -136,7 +137,7 @@ def run_query(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 1
     link = None
     if args.link:
-        dataset = args.dataset or args.honeycomb or os.environ.get("HONEYCOMB_DATASET")
+        dataset = args.dataset or args.honeycomb or env("HONEYCOMB_DATASET")
         if not args.team or not dataset:
             raise ConfigurationError(
                 "--link needs --team and a dataset (--dataset or $HONEYCOMB_DATASET)"

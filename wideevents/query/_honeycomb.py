@@ -10,13 +10,13 @@ that opens the query in Honeycomb's UI.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from wideevents._core.env import env
 from wideevents._errors import ConfigurationError
 from wideevents.query._model import (
     Query,
@@ -34,7 +34,7 @@ _USER_AGENT: Final = "wideevents-query"
 
 
 def _host(api_host: str | None) -> str:
-    host = api_host or os.environ.get("HONEYCOMB_API_HOST") or DEFAULT_API_HOST
+    host = api_host or env("HONEYCOMB_API_HOST") or DEFAULT_API_HOST
     parsed = urllib.parse.urlsplit(host)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigurationError(
@@ -98,7 +98,7 @@ class HoneycombQueryClient:
         request_timeout: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("HONEYCOMB_API_KEY", "")
+        key = api_key if api_key is not None else env("HONEYCOMB_API_KEY")
         if not isinstance(key, str) or not key.strip():
             raise ConfigurationError(
                 "no Honeycomb API key: set HONEYCOMB_API_KEY or pass api_key= (a key with "

@@ -22,7 +22,7 @@ from wideevents.query._model import (
     QueryResult,
     check_granularity,
 )
-from wideevents.query._plan import Plan, alias, canonical, numeric
+from wideevents.query._plan import Plan, alias, canonical, numeric, sample_rate
 from wideevents.query._store import ColumnStore, combined_kind, default_cache_dir
 
 __all__ = ["expand_paths", "import_duckdb", "run_local"]
@@ -72,8 +72,9 @@ def run_local(
 ) -> QueryResult:
     """Run ``query`` over JSON-lines files (globs, several files, ``.gz``).
 
-    Weighting as Honeycomb: each event counts ``samplerate`` times (1 when missing, 0 or
-    not a positive number); SUM and AVG are weighted; Pxx is the smallest value whose
+    Weighting as Honeycomb: each event counts ``samplerate`` times, by the one sample-rate
+    rule (numbers and numeric strings rounded half up, at least 1; anything else 1); SUM
+    and AVG are weighted; Pxx is the smallest value whose
     cumulative weight reaches xx% (numpy's ``inverted_cdf``); COUNT_DISTINCT is not
     weighted; MIN/MAX/SUM/AVG/Pxx/HEATMAP use number values only (null when a group has
     none). HEATMAP is ``{"buckets": [{"lower", "upper", "count"}]}`` with
@@ -150,14 +151,14 @@ class _Run:
                 cols.append(f"{part.time(timestamp_field)} AS __t")
             selects.append(f"SELECT {', '.join(cols)} FROM {part.source}")
         source = " UNION ALL ".join(selects)
-        weight = numeric(self.alias["samplerate"], self.kinds["samplerate"])
+        weight = sample_rate(self.alias["samplerate"], self.kinds["samplerate"])
         where = filter_sql(
             query.filters, query.filter_combination,
             column=lambda name: self.alias[name], kinds=self.kinds,
         )  # fmt: skip
         if window is not None:
             where += f" AND __t >= {sql_literal(window[0])} AND __t < {sql_literal(window[1])}"
-        base = [f"CASE WHEN {weight} > 0 THEN {weight} ELSE 1 END AS __w"]
+        base = [f"{weight} AS __w"]
         base += [
             f"{canonical(self.alias[b], self.kinds[b])} AS {self._key(n)}"
             for n, b in enumerate(query.breakdowns)

@@ -1,6 +1,6 @@
 """Honeycomb's query specification as typed, validated objects, and the result type.
 
-:class:`Query` holds every field of Honeycomb's query specification (DESIGN section 7);
+:class:`Query` holds every field of Honeycomb's query specification (docs/query.md, "The specification");
 :meth:`Query.from_json` / :meth:`Query.to_json` round-trip the JSON Honeycomb accepts.
 Validation happens when a :class:`Query` is built and raises
 :class:`~wideevents.ConfigurationError` with a message saying what to change.
@@ -235,7 +235,7 @@ def _items(name: str, value: Any) -> Sequence[Any]:
 
 @dataclass(frozen=True, init=False)
 class Query:
-    """A Honeycomb query specification (every field of DESIGN section 7).
+    """A Honeycomb query specification (every field of docs/query.md, "The specification").
 
     Accepts the JSON forms for convenience (``calculations=["COUNT", "P99(duration_ms)"]``,
     ``filters=[{"column": ..., "op": ..., "value": ...}]``) and normalises them to the

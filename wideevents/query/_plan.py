@@ -2,7 +2,8 @@
 
 The source relation exposes, per field, one column of a single *kind* (``number``,
 ``string``, ``boolean``, ``other`` or ``json`` for a field of several kinds), ``__w``
-(the event's weight: its sample rate, 1 when missing, 0 or not a positive number), and
+(the event's weight: its sample rate by the one rule of ``wideevents._core.samplerate``,
+see :func:`sample_rate`), and
 ``__t`` / ``__te`` (start and end, Unix seconds) when time is needed. Each statement
 here aggregates it grouped by the breakdowns (plus ``__bucket`` for a time series).
 """
@@ -13,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from wideevents._core.samplerate import MAX_RATE, NUMERIC_PATTERN
 from wideevents._filter import ColumnKind, quote_identifier, sql_literal
 from wideevents.query._model import PERCENTILES, Calculation
 
-__all__ = ["Plan", "alias", "canonical", "numeric"]
+__all__ = ["Plan", "alias", "canonical", "numeric", "sample_rate"]
 
 _JSON_NUMBER: Final = "json_type({0}) IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
 _SEARCH_BUCKETS: Final = 4096
@@ -29,6 +31,33 @@ def numeric(expr: str, kind: ColumnKind) -> str:
     if kind == "json":
         return f"CASE WHEN {_JSON_NUMBER.format(expr)} THEN TRY_CAST({expr} AS DOUBLE) END"
     return "CAST(NULL AS DOUBLE)"
+
+
+def _rate_of_number(number: str) -> str:
+    # Rounded half up, at least 1, at most MAX_RATE; NaN or infinite: 1.
+    return (f"CASE WHEN isfinite({number}) THEN LEAST(GREATEST(floor({number} + 0.5), 1), "
+            f"{MAX_RATE}) ELSE 1 END")
+
+
+def _rate_of_text(text: str) -> str:
+    pattern = sql_literal(NUMERIC_PATTERN)
+    return (f"CASE WHEN length({text}) <= 64 AND regexp_full_match({text}, {pattern}) "
+            f"THEN {_rate_of_number(f'CAST({text} AS DOUBLE)')} ELSE 1 END")
+
+
+def sample_rate(expr: str, kind: ColumnKind) -> str:
+    """The event's weight: ``samplerate`` by the one rule of ``wideevents._core.samplerate``
+    (numbers and numeric strings rounded half up, at least 1; anything else 1)."""
+    if kind == "number":
+        return f"COALESCE({_rate_of_number(expr)}, 1)"
+    if kind == "string":
+        return f"COALESCE({_rate_of_text(expr)}, 1)"
+    if kind == "json":
+        number = _rate_of_number(f"TRY_CAST({expr} AS DOUBLE)")
+        text = _rate_of_text(f"({expr} ->> '$')")
+        return (f"COALESCE(CASE WHEN {_JSON_NUMBER.format(expr)} THEN {number} "
+                f"WHEN json_type({expr}) = 'VARCHAR' THEN {text} END, 1)")
+    return "1"
 
 
 def canonical(expr: str, kind: ColumnKind) -> str:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from wideevents._core.env import env
 from wideevents._core.log import log_once
 from wideevents._filter import ColumnKind, quote_identifier, sql_literal
 
@@ -55,10 +56,10 @@ _TYPED: Final = {"i": "BIGINT", "f": "DOUBLE", "s": "VARCHAR", "b": "BOOLEAN", "
 
 def default_cache_dir() -> Path:
     """``$WIDEEVENTS_CACHE_DIR``, else ``$XDG_CACHE_HOME/wideevents/query``, else under ~."""
-    explicit = os.environ.get("WIDEEVENTS_CACHE_DIR")
+    explicit = env("WIDEEVENTS_CACHE_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = env("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "wideevents" / "query"
 
 

@@ -136,7 +136,7 @@ class HoneycombSink:
     the pipeline's ledger (sent on 202, rejected with the error text or the HTTP code,
     dropped with a reason).
 
-    Sending settings (see :class:`wideevents._sender.SenderConfig`): ``compression``
+    Sending settings (see :class:`wideevents._transport.SenderConfig`): ``compression``
     ("zstd", "gzip" or "none"), ``max_batch_events``, ``send_interval`` (seconds a partial
     batch may wait), ``max_in_flight`` (concurrent requests), ``buffer_events`` and
     ``buffer_bytes`` (the bound on what waits while Honeycomb is slow or unreachable),
@@ -171,8 +171,9 @@ class HoneycombSink:
                 "(an ingest key from Honeycomb: Environment settings > API Keys)")
         _check_key(key)
         name = (dataset if dataset is not None else env("HONEYCOMB_DATASET")).strip()
-        # Without an explicit dataset, it is the events' service.name (DESIGN section 3):
-        # the default below until the first event shows the pipeline's service.name.
+        # Without an explicit dataset, it is the events' service.name (docs/backends.md,
+        # "Honeycomb Events API"): the default below until the first event shows the
+        # pipeline's service.name.
         self._adopt_dataset = not name
         if not name:
             name = default_service_name()

@@ -1,7 +1,7 @@
 """``OTLPSink``: events to an OTLP/HTTP endpoint (a collector, Honeycomb...) without the SDK.
 
-Each record is encoded once on the pipeline's worker (:mod:`wideevents._otlp_encode`:
-hand-written protobuf or OTLP/JSON) and handed to :mod:`wideevents._sender`, the
+Each record is encoded once on the pipeline's worker (:mod:`._encode`:
+hand-written protobuf or OTLP/JSON) and handed to :mod:`wideevents._transport`, the
 machinery the Honeycomb sink uses: bounded buffer, batches, compression, retries with
 backoff and jitter (429, 408 and every 5xx, as the SDK's exporters do; ``Retry-After``
 honoured), deadlines and exact accounting. A partial success counts exactly the
@@ -162,7 +162,7 @@ class OTLPSink:
     are reported through the pipeline's ledger (sent; rejected ``"400"``...,
     ``"partial_success"``; dropped ``"buffer_full"``, ``"retries_exhausted"``,
     ``"shutdown"``, ``"encode_error"``). The other keyword arguments are the sending
-    settings of :class:`wideevents._sender.SenderConfig`.
+    settings of :class:`wideevents._transport.SenderConfig`.
     """
 
     name = "otlp"

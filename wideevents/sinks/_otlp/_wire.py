@@ -4,7 +4,7 @@ An attribute is a length-delimited ``KeyValue`` under its message's attribute fi
 ``tag, len(kv), key field, 0x12, len(AnyValue), AnyValue``. :class:`Key` precomputes
 everything that depends on the key alone, so that encoding a double, a boolean or a
 small integer is a concatenation, and remembers the encoded attributes of repeated
-strings and integers. Used by :mod:`wideevents._otlp_encode` (the per-event hot path).
+strings and integers. Used by :mod:`._encode` (the per-event hot path).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The core: events, the pipeline, value rules, instrumentation, processes, the public surface."""

@@ -1,0 +1,1 @@
+"""End to end: the CLI, the demo, the examples, the benchmarks smoke run."""

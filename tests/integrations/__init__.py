@@ -1,0 +1,1 @@
+"""Framework integrations: ASGI, WSGI, logging bridges, OpenTelemetry correlation."""

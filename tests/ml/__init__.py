@@ -1,0 +1,1 @@
+"""The ML helpers: scores, features, ranking, feedback, binding."""

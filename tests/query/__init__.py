@@ -1,0 +1,1 @@
+"""Queries: the model, the local and Honeycomb engines, the CLI, filters."""

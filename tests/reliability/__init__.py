@@ -1,0 +1,1 @@
+"""Reliability: faults, overload, process lifecycle, fuzzing, secrets, stats."""

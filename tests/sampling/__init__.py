@@ -1,0 +1,1 @@
+"""Sampling: the API, deterministic, rule-based and dynamic samplers."""

@@ -1,0 +1,1 @@
+"""The sinks: local ones, Honeycomb, OTLP, the OpenTelemetry bridge sink, the sender."""

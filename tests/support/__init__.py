@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: loopback receivers, reference implementations, fixtures."""

@@ -1,0 +1,1 @@
+"""Scripts the reliability tests run as subprocesses (``python -m tests.support.apps.<name>``)."""
