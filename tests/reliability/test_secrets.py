@@ -2,7 +2,9 @@
 
 The scenario (``tests/support/apps/secrets_scenario.py``) runs in its own process with the
 keys in its environment and covers wrong keys (401 from both receivers), faults, a hung
-backend at shutdown, configuration errors whose input holds a key, ``repr()``/``str()``
+backend at shutdown, configuration errors whose input holds a key (every setting that
+once echoed its value), backends whose replies reflect the keys (error bodies, per-event
+errors, marker refusals, OTLP Status and partial-success messages), ``repr()``/``str()``
 of sinks and clients, DEBUG logging of the ``wideevents``, ``libhoney`` and ``urllib3``
 loggers with tracebacks, and events whose fields hold the keys. Its whole stdout and
 stderr are scanned; canaries prove each channel was captured.
@@ -50,6 +52,23 @@ def test_no_api_key_in_output_logs_or_errors() -> None:
     assert stats["otlp"]["rejected"] == {"401": 30}
     assert stats["honeycomb#2"]["dropped"].get("shutdown") == 5, stats
     assert text.count("[REDACTED]") == 20 * 6  # six key-holding fields in 20 events
+    # Each misplaced setting was refused with its value shown masked (recognisable start).
+    for setting, start in (("HONEYCOMB_API_HOST", "hcai***"), ("OTEL_EXPORTER_OTLP_ENDPOINT",
+                                                              "0f1e***"),
+                           ("OTEL_EXPORTER_OTLP_TIMEOUT", "tok_***"),
+                           ("OTEL_EXPORTER_OTLP_PROTOCOL", "hcai***"),
+                           ("OTEL_EXPORTER_OTLP_COMPRESSION", "0f1e***"),
+                           ("OTEL_RESOURCE_ATTRIBUTES", "hcai***")):
+        assert any(line.startswith(f"env {setting}: ConfigurationError") and start in line
+                   for line in text.splitlines()), setting
+    # The reflecting backends were reached and their texts counted, masked.
+    [mirror_line] = [line for line in proc.stdout.decode().splitlines()
+                     if line.startswith("MIRROR ")]
+    mirror: dict[str, Any] = json.loads(mirror_line[7:])["sinks"]
+    assert mirror["honeycomb"]["rejected"]["400"] == 3
+    assert [r for r in mirror["honeycomb"]["rejected"] if r.startswith("unknown key ")] != []
+    assert mirror["otlp"]["rejected"] == {"400": 3, "partial_success": 1}
+    assert "refused " in text and "dropped for " in text and "no markers for " in text
     record_figure("secrets scenario", "bytes of output scanned / key fragments found",
                   f"{len(text)} / 0")
 

@@ -118,7 +118,8 @@ def test_each_fault_is_contained_and_accounted_exactly(receiver: HoneycombReceiv
     sink, ledger = sink_for(receiver, max_batch_events=100, send_interval=60.0)
     receiver.inject(fault, times)
     export(sink, ledger, make_records(300), chunk=100)
-    assert sink.flush(15.0) is True
+    # flush() is False when something was rejected (docs/architecture.md, "Sinks").
+    assert sink.flush(15.0) is (not expected.get("rejected"))
     assert ledger.sent_count == expected["sent"]
     assert ledger.rejected_by == expected.get("rejected", {})
     assert ledger.dropped_by == {}
@@ -210,9 +211,9 @@ def test_per_event_rejections_are_counted_and_logged_once(
     records += make_records(3, start=2)
     caplog.set_level(logging.WARNING, logger="wideevents")
     export(sink, ledger, records)
-    assert sink.flush(5.0) is True
+    assert sink.flush(5.0) is False  # events were rejected since the last flush
     export(sink, ledger, [records[0]])
-    assert sink.flush(5.0) is True
+    assert sink.flush(5.0) is False
     assert ledger.rejected_by == {"Event has too many columns.": 3}
     assert ledger.sent_count == 3 and ledger.dropped_by == {}
     assert sum("too many columns" in r.getMessage() for r in caplog.records) == 1
@@ -227,7 +228,7 @@ def test_a_bad_key_is_rejected_logged_once_with_a_hint_and_never_shown(
     sink, ledger = sink_for(receiver, key=WRONG_KEY)
     for start in (0, 100):
         export(sink, ledger, make_records(100, start=start))
-        assert sink.flush(5.0) is True
+        assert sink.flush(5.0) is False  # rejected: a loss since the previous flush
     assert ledger.rejected_by == {"401": 200}
     hints = [r.getMessage() for r in caplog.records if "HONEYCOMB_API_KEY" in r.getMessage()]
     assert len(hints) == 1
@@ -373,7 +374,7 @@ def test_unsendable_records_are_counted_not_lost(receiver: HoneycombReceiver) ->
     sink, ledger = sink_for(receiver)
     records = [Record({}, b"{}")] + make_records(4)
     export(sink, ledger, records)
-    assert sink.flush(5.0) is True
+    assert sink.flush(5.0) is False  # one event dropped since the last flush
     assert (ledger.sent_count, ledger.dropped_by) == (4, {"unsendable": 1})
     sink.close(1.0)
 

@@ -151,7 +151,7 @@ def test_bad_request_is_rejected_and_counted(rx: OTLPReceiver) -> None:
     sink, ledger = sink_with_ledger(rx)
     rx.inject("400")
     export(sink, ledger, 7)
-    assert sink.flush(10.0)
+    assert sink.flush(10.0) is False  # rejected since the last flush
     assert (0, {"400": 7}, {}) == ledger.outcome()
     assert (0, [400]) == (rx.total(), [r.status for r in rx.requests])
 
@@ -163,9 +163,9 @@ def test_partial_success_is_counted_exactly(rx: OTLPReceiver, signal: str, encod
     sink, ledger = sink_with_ledger(rx, signal=signal, encoding=encoding)
     rx.inject("partial", rejects=3, message="attribute too long")
     export(sink, ledger, 10)
-    assert sink.flush(10.0)
+    assert sink.flush(10.0) is False  # 3 rejected since the last flush
     export(sink, ledger, 5, start=10)
-    assert sink.flush(10.0)
+    assert sink.flush(10.0) is True  # the loss was reported once; these 5 all arrived
     assert (12, {"partial_success": 3}, {}) == ledger.outcome()
     assert 12 == rx.total()
 
@@ -196,7 +196,7 @@ def test_retries_exhausted_are_dropped_and_counted(rx: OTLPReceiver) -> None:
     sink, ledger = sink_with_ledger(rx, max_attempts=3)
     rx.fault_for("503", 30.0)
     export(sink, ledger, 6)
-    assert sink.flush(10.0)
+    assert sink.flush(10.0) is False  # everything was dropped
     assert (0, {}, {"retries_exhausted": 6}) == ledger.outcome()
 
 
@@ -267,7 +267,7 @@ def test_pipeline_accounting_holds_under_faults(rx: OTLPReceiver) -> None:
             pass
         if i % 10 == 0:
             check_equation(wideevents.stats())
-    assert wideevents.flush(10.0)
+    assert wideevents.flush(10.0) is False  # some events were rejected
     stats = wideevents.stats()
     check_equation(stats)
     otlp = stats["sinks"]["otlp"]

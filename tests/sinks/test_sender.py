@@ -243,7 +243,8 @@ def test_buffer_bounds_drop_exactly_the_overflow(server: LineServer) -> None:
                  max_batch_events=1000)
     small.submit(dest(server.url), items_of(25, size=100))
     assert by_bytes.totals() == {("dropped", "buffer_full"): 25 - 1000 // 100}
-    assert sender.flush(5.0) and small.flush(5.0)
+    # Both dropped items since their last flush: False, once (docs/architecture.md, "Sinks").
+    assert (sender.flush(5.0), small.flush(5.0)) == (False, False)
     assert out.totals()[("sent", "")] == 100 and by_bytes.totals()[("sent", "")] == 10
     sender.close(1.0)
     small.close(1.0)
@@ -275,7 +276,7 @@ def test_a_single_item_too_large_is_rejected_as_413() -> None:
         out = Outcomes()
         sender = make(srv.url, out)
         sender.submit(dest(srv.url), items_of(1, size=100))
-        assert sender.flush(5.0) is True
+        assert sender.flush(5.0) is False  # rejected
         assert out.totals() == {("rejected", "413"): 1}
         sender.close(1.0)
     finally:
@@ -300,7 +301,7 @@ def test_attempts_are_bounded(server: LineServer) -> None:
     out = Outcomes()
     sender = make(server.url, out, max_attempts=3)
     sender.submit(dest(server.url), items_of(4))
-    assert sender.flush(10.0) is True
+    assert sender.flush(10.0) is False  # dropped
     assert out.totals() == {("dropped", "retries_exhausted"): 4}
     assert len(server.script) == 10 - 3
     sender.close(1.0)
@@ -314,7 +315,7 @@ def test_the_batch_deadline_bounds_retries(server: LineServer) -> None:
                   backoff_initial=0.02, backoff_max=0.05)
     started = time.monotonic()
     sender.submit(dest(server.url), items_of(2))
-    assert sender.flush(10.0) is True
+    assert sender.flush(10.0) is False  # dropped
     assert time.monotonic() - started < 3.0
     assert out.totals() == {("dropped", "retries_exhausted"): 2}
     sender.close(1.0)
@@ -326,7 +327,7 @@ def test_non_retryable_status_rejects_the_batch_with_its_code(server: LineServer
     out = Outcomes()
     sender = make(server.url, out)
     sender.submit(dest(server.url), items_of(5))
-    assert sender.flush(5.0) is True
+    assert sender.flush(5.0) is False  # rejected
     assert out.totals() == {("rejected", "400"): 5}
     assert server.script == deque() and server.items() == []
     sender.close(1.0)
@@ -340,7 +341,7 @@ def test_per_item_rejections_and_retries(server: LineServer, decodable: bool) ->
     sender = make(server.url, out, LineCodec(decodable), send_interval=60.0)
     items = items_of(5)
     sender.submit(dest(server.url), items, tags=["t0", "t1", "t2", "t3", "t4"])
-    assert sender.flush(5.0) is True
+    assert sender.flush(5.0) is False  # one item rejected
     assert out.totals() == {("sent", ""): 4, ("rejected", "bad item"): 1}
     assert server.requests[-1] == [items[2]]
     tags_by = {(o, r): t for o, r, _, t in out.reports if t is not None and len(t) == 1}
@@ -391,7 +392,7 @@ def test_resets_and_refused_connections_are_retried(server: LineServer) -> None:
     url = f"http://127.0.0.1:{closed_port}"
     dead = make(url, refused, max_attempts=2)
     dead.submit(dest(url), items_of(2))
-    assert dead.flush(5.0) is True
+    assert dead.flush(5.0) is False  # dropped
     assert refused.totals() == {("dropped", "retries_exhausted"): 2}
     sender.close(1.0)
     dead.close(1.0)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._errors import ConfigurationError
+from .secrets import shown
 
 __all__ = ["default_service_name", "parse_resource_attributes", "static_fields"]
 
@@ -31,7 +32,8 @@ def parse_resource_attributes(raw: str, *, strict: bool = False) -> dict[str, st
         if not sep or not key.strip():
             if strict:
                 raise ConfigurationError(
-                    f"OTEL_RESOURCE_ATTRIBUTES has an entry without 'key=value': {item[:60]!r}; "
+                    f"OTEL_RESOURCE_ATTRIBUTES has an entry without 'key=value': "
+                    f"{shown(item, 80)}; "
                     "use comma-separated key=value pairs, e.g. "
                     "'service.name=ranker,deployment.environment.name=prod'"
                 )

@@ -7,20 +7,33 @@ is written and what a reply means) and submits pre-encoded items for a
 - :mod:`.sender`: buffers per destination, sender threads, flush/close, fork handling;
 - :mod:`.delivery`: one batch's life (compress, POST, retry with backoff, split, settle);
 - :mod:`.http`: keep-alive connections, origins, compression, ``Retry-After``;
-- :mod:`.contract`: the interfaces above and :class:`SenderConfig`.
+- :mod:`.contract`: the interfaces above and :class:`SenderConfig`;
+- :mod:`.reasons`: backend-supplied texts made bounded (rejection reasons, log lines).
 
 The transport imports the core (ledger, log) and nothing above it: never the sinks.
 """
 
 from .contract import SENT, Codec, Destination, Reply, SenderConfig, backoff_delay, reply_for_status
-from .http import COMPRESSIONS, Response, make_compression, parse_origin, post_once
-from .sender import Sender, TaggedOutcome
+from .http import (
+    COMPRESSIONS,
+    MAX_REPLY_BYTES,
+    Response,
+    make_compression,
+    parse_origin,
+    post_once,
+)
+from .reasons import OTHER, Reasons
+from .sender import STARVED_WAIT, Sender, TaggedOutcome
 
 __all__ = [
     "COMPRESSIONS",
+    "MAX_REPLY_BYTES",
+    "OTHER",
     "SENT",
+    "STARVED_WAIT",
     "Codec",
     "Destination",
+    "Reasons",
     "Reply",
     "Response",
     "Sender",

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from .._core.secrets import shown
 from .http import Origin, Response, make_compression
 
 __all__ = [
@@ -120,13 +121,14 @@ class SenderConfig:
                      "buffer_bytes", "max_attempts"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ValueError(f"{name} must be a positive integer, got {shown(value)}")
         for name in ("send_interval", "request_timeout", "retry_deadline", "backoff_initial",
                      "backoff_max"):
             value = getattr(self, name)
             if (type(value) not in (int, float) or not value > 0
                     or value == float("inf")):
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+                raise ValueError(
+                    f"{name} must be a positive number of seconds, got {shown(value)}")
         make_compression(self.compression, self.compression_level)
 
 

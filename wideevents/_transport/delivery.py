@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from .._core.log import log_once
+from .._core.secrets import mask
 from .contract import Codec, Destination, Reply, SenderConfig, backoff_delay
 from .http import TRANSPORT_ERRORS, Compress, ConnectionPool, make_compression
+from .reasons import Reasons
 
 __all__ = ["Batch", "Delivery", "Settle", "transport_cause"]
 
@@ -80,6 +82,8 @@ class Delivery:
             headers["Content-Encoding"] = compression.encoding
         self._base_headers = headers
         self._random = random.Random()
+        # Whatever a codec says, rejection reasons (stats() keys) stay few and masked.
+        self._reasons = Reasons(limit=64)
 
     def _compress(self, chunks: Iterable[bytes]) -> bytes:
         pool = self._compressors
@@ -138,10 +142,15 @@ class Delivery:
                 reply = Reply("retry", transport_cause(exc))
                 log_once(f"{self.name}:transient:{reply.reason}",
                          "wideevents: %s: %s talking to %s; retrying with backoff",
-                         self.name, reply.reason, dest.origin)
+                         self.name, reply.reason, mask(str(dest.origin)))
             else:
                 status = response.status
                 retry_after = response.retry_after
+                if response.truncated:
+                    log_once(f"{self.name}:long-reply",
+                             "wideevents: %s: a reply from %s (HTTP %d) was longer than %d "
+                             "bytes; only its start was read", self.name,
+                             mask(str(dest.origin)), status, len(response.body))
                 reply = self._codec.interpret(response, count)
             if reply.action == "done":
                 if not reply.rejected and not reply.retry:
@@ -164,15 +173,17 @@ class Delivery:
                     first = _Part(items[:mid], tags[:mid] if tags is not None else None)
                     second = _Part(items[mid:], tags[mid:] if tags is not None else None)
                     return [second, first]
-                self._settle(batch, "rejected", reply.reason, 1, tags, status)
+                self._settle(batch, "rejected", self._reasons.reason(reply.reason), 1, tags,
+                             status)
                 return []
             elif reply.action == "reject":
-                self._settle(batch, "rejected", reply.reason, count, tags, status)
+                self._settle(batch, "rejected", self._reasons.reason(reply.reason), count, tags,
+                             status)
                 return []
             elif status:
                 log_once(f"{self.name}:transient:{reply.reason}",
                          "wideevents: %s: HTTP %s from %s; retrying with backoff",
-                         self.name, reply.reason, dest.origin)
+                         self.name, reply.reason, mask(str(dest.origin)))
             if attempt >= cfg.max_attempts:
                 self._exhausted(batch, count, tags, attempt, reply.reason)
                 return []
@@ -181,8 +192,12 @@ class Delivery:
             if _monotonic() + delay >= batch.deadline:
                 self._exhausted(batch, count, tags, attempt, reply.reason)
                 return []
-            if abort.wait(delay) or batch.aborted:
-                return []
+            pool.in_backoff = True  # waiting on the backend's recovery (Sender: "blocked")
+            try:
+                if abort.wait(delay) or batch.aborted:
+                    return []
+            finally:
+                pool.in_backoff = False
 
     def _settle_items(self, batch: Batch, reply: Reply, items: list[bytes],
                       tags: list[object] | None, status: int
@@ -193,9 +208,10 @@ class Delivery:
         for i in reply.retry:
             if 0 <= i < n:
                 state[i] = ""
+        bounded = self._reasons.reason
         for i, reason in reply.rejected:
             if 0 <= i < n:
-                state[i] = reason or "rejected"
+                state[i] = bounded(reason or "rejected")
         groups: dict[str | None, list[int]] = {}
         for i, s in enumerate(state):
             groups.setdefault(s, []).append(i)

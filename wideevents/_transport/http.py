@@ -4,25 +4,42 @@ Standard library only. A :class:`ConnectionPool` belongs to one sender thread an
 keep-alive connection per origin; :meth:`ConnectionPool.abort` may be called from another
 thread to interrupt a request that the server never answers (used by ``close(timeout)``).
 
-Nothing here logs or formats request headers: they carry API keys.
+Bounds on every request (``post`` and ``post_once``):
+
+- **A total deadline.** ``timeout`` bounds the whole request, not each socket operation:
+  connecting (TCP and TLS handshake), sending, and every read of the status line, headers
+  and body get the time that is left, and the request fails with ``TimeoutError`` once it
+  is spent. A server that drips one byte at a time cannot hold a request longer. (Name
+  resolution is the resolver's: ``getaddrinfo`` takes no timeout.)
+- **A capped reply.** At most :data:`MAX_REPLY_BYTES` of a body are read (more is never
+  needed to interpret a reply); a longer body is cut (``Response.truncated``) and its
+  connection closed rather than drained, so a huge or endless reply costs 1 MB.
+
+Nothing here logs or formats request headers: they carry API keys. URLs are shown through
+:func:`wideevents._core.secrets.mask`.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import ssl
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
+
+from .._core.secrets import shown
 
 __all__ = [
     "COMPRESSIONS",
     "Compress",
     "Compression",
     "ConnectionPool",
+    "MAX_REPLY_BYTES",
     "Origin",
     "Response",
     "make_compression",
@@ -31,6 +48,9 @@ __all__ = [
 ]
 
 COMPRESSIONS = ("zstd", "gzip", "none")
+MAX_REPLY_BYTES = 1 << 20  # the most of a reply body ever read
+_SEND_CHUNK = 256 * 1024  # bytes per sendall: the deadline is checked between chunks
+_monotonic = time.monotonic
 
 # Errors after which a request may be retried: the server did not (visibly) take it.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
@@ -49,14 +69,9 @@ class Origin(NamedTuple):
 
 
 def _shown(url: str) -> str:
-    """The URL as an error message may show it: credentials, query and fragment left out
-    (a key pasted into any of them must not reach logs)."""
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.netloc.rpartition("@")[2]
-        return repr(f"{parts.scheme}://{host}{parts.path}"[:200])
-    except Exception:  # noqa: BLE001 - a message helper must never raise
-        return "the URL"
+    """The URL as an error message may show it: credentials, query values and key-shaped
+    tokens masked (a key pasted anywhere in it must not reach logs)."""
+    return shown(url.strip() if isinstance(url, str) else url)
 
 
 def parse_origin(url: str) -> Origin:
@@ -79,11 +94,13 @@ def parse_origin(url: str) -> Origin:
 
 
 class Response(NamedTuple):
-    """A complete HTTP response: status, body, and ``Retry-After`` in seconds when given."""
+    """An HTTP response: status, body (at most :data:`MAX_REPLY_BYTES`: ``truncated`` when
+    the server sent more), and ``Retry-After`` in seconds when given."""
 
     status: int
     body: bytes
     retry_after: float | None
+    truncated: bool = False
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -106,12 +123,113 @@ def _context() -> ssl.SSLContext:
     return _ssl_context
 
 
-def _new_connection(origin: Origin, timeout: float) -> http.client.HTTPConnection:
+class _DeadlineReader(io.RawIOBase):
+    """The response's socket reads, each given the time left before the request's deadline
+    (http.client only knows a per-read timeout: a drip of one byte per read never ends)."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, conn: _Deadlined) -> None:
+        super().__init__()
+        self._raw = raw  # socket.SocketIO: keeps the socket open until the response closes
+        self._sock = sock
+        self._conn = conn
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(self._conn.remaining())
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _SocketView:
+    """What ``HTTPResponse.__init__`` needs of the socket: a ``makefile`` under the deadline."""
+
+    def __init__(self, sock: socket.socket, conn: _Deadlined) -> None:
+        self._sock = sock
+        self._conn = conn
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        raw = self._sock.makefile("rb", buffering=0)
+        return io.BufferedReader(_DeadlineReader(raw, self._sock, self._conn))
+
+
+class _Deadlined(http.client.HTTPConnection):
+    """An HTTP connection whose every socket operation gets the time left before
+    ``deadline`` (a ``time.monotonic()`` value, set before each request)."""
+
+    deadline = 0.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = self._connect_socket
+
+    def remaining(self) -> float:
+        """Seconds left; ``TimeoutError`` once the deadline has passed."""
+        left = self.deadline - _monotonic()
+        if left <= 0:
+            raise TimeoutError("the request's deadline passed")
+        return left
+
+    def _connect_socket(self, address: tuple[str, int], timeout: Any = None,
+                        source_address: Any = None) -> socket.socket:
+        sock = socket.create_connection(address, self.remaining(), source_address)
+        try:
+            sock.settimeout(self.remaining())  # what is left for the TLS handshake
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def send(self, data: Any) -> None:
+        if self.sock is None:
+            self.connect()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            view = memoryview(data).cast("B")
+            sock = self.sock
+            for start in range(0, max(len(view), 1), _SEND_CHUNK):
+                sock.settimeout(self.remaining())
+                sock.sendall(view[start:start + _SEND_CHUNK])
+            return
+        super().send(data)
+
+    def response_class(self, sock: Any, *args: Any, **kwargs: Any  # type: ignore[override]
+                       ) -> http.client.HTTPResponse:
+        view: Any = _SocketView(sock, self)  # HTTPResponse only calls its makefile("rb")
+        return http.client.HTTPResponse(view, *args, **kwargs)
+
+
+class _DeadlinedTLS(_Deadlined, http.client.HTTPSConnection):
+    """The TLS variant: the handshake runs under what is left of the deadline too."""
+
+
+def _new_connection(origin: Origin, timeout: float) -> _Deadlined:
     if origin.scheme == "https":
-        return http.client.HTTPSConnection(
-            origin.host, origin.port, timeout=timeout, context=_context()
-        )
-    return http.client.HTTPConnection(origin.host, origin.port, timeout=timeout)
+        return _DeadlinedTLS(origin.host, origin.port, timeout=timeout, context=_context())
+    return _Deadlined(origin.host, origin.port, timeout=timeout)
+
+
+def _read_capped(resp: http.client.HTTPResponse) -> tuple[bytes, bool]:
+    """The body, at most :data:`MAX_REPLY_BYTES` of it, and whether it was cut.
+
+    A body shorter than its Content-Length raises ``IncompleteRead`` (the reply was cut
+    short: the request may be retried); a longer one is cut, never read to its end.
+    """
+    length = resp.length
+    if resp.chunked or length is None:
+        data = resp.read(MAX_REPLY_BYTES + 1)
+    else:
+        want = min(length, MAX_REPLY_BYTES + 1)
+        data = resp.read(want)
+        if len(data) < want:
+            raise http.client.IncompleteRead(data, want - len(data))
+    if len(data) > MAX_REPLY_BYTES:
+        return data[:MAX_REPLY_BYTES], True
+    return data, False
 
 
 class ConnectionPool:
@@ -121,10 +239,12 @@ class ConnectionPool:
     """
 
     def __init__(self) -> None:
-        self._conns: dict[Origin, http.client.HTTPConnection] = {}
-        self._active: http.client.HTTPConnection | None = None
+        self._conns: dict[Origin, _Deadlined] = {}
+        self._active: _Deadlined | None = None
         self._guard = threading.Lock()
         self.connects = 0  # how many connections were opened (keep-alive check in tests)
+        self.in_backoff = False  # set by the delivery while it waits to retry
+        self.request_started = 0.0  # monotonic time the current request began; 0: none
 
     def post(
         self,
@@ -134,48 +254,58 @@ class ConnectionPool:
         headers: Mapping[str, str],
         timeout: float,
     ) -> Response:
-        """POST and read the full reply; transport failures raise (see ``TRANSPORT_ERRORS``).
+        """POST and read the reply; transport failures raise (see ``TRANSPORT_ERRORS``).
 
-        A connection reused from an earlier request that fails before any reply arrives
-        is retried once on a fresh connection: the server closed it while idle.
+        ``timeout`` bounds the whole request (``TimeoutError`` past it), the retry below
+        included. A connection reused from an earlier request that fails before any reply
+        arrives is retried once on a fresh connection: the server closed it while idle.
         """
+        self.request_started = now = _monotonic()
+        deadline = now + max(0.0, timeout)
         conn = self._conns.get(origin)
         reused = conn is not None
         try:
-            return self._post(origin, conn, path, body, headers, timeout)
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-            if not reused:
-                raise
-        return self._post(origin, None, path, body, headers, timeout)
+            try:
+                return self._post(origin, conn, path, body, headers, deadline)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                if not reused:
+                    raise
+            return self._post(origin, None, path, body, headers, deadline)
+        finally:
+            self.request_started = 0.0
 
     def _post(
         self,
         origin: Origin,
-        conn: http.client.HTTPConnection | None,
+        conn: _Deadlined | None,
         path: str,
         body: bytes,
         headers: Mapping[str, str],
-        timeout: float,
+        deadline: float,
     ) -> Response:
         if conn is None:
-            conn = _new_connection(origin, timeout)
+            conn = _new_connection(origin, max(0.001, deadline - _monotonic()))
             self._conns[origin] = conn
             self.connects += 1
-        else:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
+        conn.deadline = deadline
         with self._guard:
             self._active = conn
         try:
+            conn.timeout = conn.remaining()
             # A memoryview is sent as is; bytes would be copied once more behind the headers.
             conn.request("POST", origin.base_path + path, memoryview(body), dict(headers))
             resp = conn.getresponse()
-            data = resp.read()
-            if resp.will_close:
-                self._drop(origin)
-            return Response(resp.status, data, _retry_after(resp.getheader("Retry-After")))
+            data, truncated = _read_capped(resp)
+            if truncated or resp.will_close or not resp.isclosed():
+                with self._guard:
+                    self._active = None
+                self._drop(origin)  # the rest of a cut body is never read
+            return Response(resp.status, data, _retry_after(resp.getheader("Retry-After")),
+                            truncated)
         except BaseException:
+            with self._guard:
+                # abort() must not shut down a socket number we are about to release.
+                self._active = None
             self._drop(origin)
             raise
         finally:
@@ -200,6 +330,15 @@ class ConnectionPool:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def backend_wait(self, now: float) -> float:
+        """Seconds this pool's thread has been waiting on the backend: in the current
+        request (0 while it has none), or ``inf`` while it backs off after a failure.
+        Read from any thread (the sender's starved/blocked test)."""
+        if self.in_backoff:
+            return float("inf")
+        started = self.request_started
+        return now - started if started else 0.0
 
     def close(self) -> None:
         """Close every connection of this pool."""
@@ -297,4 +436,4 @@ def make_compression(name: str, level: int | None = None) -> Compression:
         return Compression("gzip", lambda: gzip_compress, gzip_decompress)
     if name == "none":
         return Compression(None, lambda: b"".join, bytes)
-    raise ValueError(f"unknown compression {name!r}; use one of {', '.join(COMPRESSIONS)}")
+    raise ValueError(f"unknown compression {shown(name)}; use one of {', '.join(COMPRESSIONS)}")

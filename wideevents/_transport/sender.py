@@ -27,9 +27,29 @@ once; in flight it keeps only the compressed body when the codec can ``decode`` 
 Accounting: an item is *pending* from ``submit`` until it is reported. ``flush(timeout)``
 waits until nothing is pending; ``close(timeout)`` flushes, then reports whatever is still
 buffered or in flight as dropped ``"shutdown"`` and interrupts requests in progress, so a
-server that never answers cannot hold it past its deadline. Reports are made under the
-sender's lock, so a claim and its report are one step (an interrupted request that later
-returns reports nothing). ``reset_after_fork()`` forgets the parent's items unreported.
+server that never answers cannot hold it past its deadline. Both return True only when
+nothing is pending at the deadline *and* nothing was dropped or rejected since the
+previous ``flush``/``close`` returned (a loss makes the next one return False, once).
+Reports are made under the sender's lock, so a claim and its report are one step (an
+interrupted request that later returns reports nothing). ``reset_after_fork()`` forgets
+the parent's items unreported.
+
+Threads that cannot start (``RuntimeError: can't start new thread`` under a pids limit or
+memory pressure) are contained: the items stay buffered (pending, counted once), the
+failure is logged once and counted in ``thread_start_failures``, and the start is tried
+again on a later ``submit`` (at most every 50 ms) and by ``flush``/``close``.
+
+Starved or blocked. When the buffer is above half of ``buffer_events``/``buffer_bytes``,
+``submit`` tells two cases apart. *Blocked*: every request slot waits on the backend
+(backing off after a failure, or in a request outstanding for :data:`SLOW_REQUEST`, 0.1 s,
+or more): new items are dropped ``"buffer_full"`` when they do not fit, and ``submit``
+does not wait. *Starved*: otherwise (a CPU-bound producer holds the GIL; the sender
+threads are runnable, not running; a reply that has arrived cannot be told from one that
+has not, since the socket is drained before the thread gets the GIL back): ``submit``
+waits for the senders to take batches, at most :data:`STARVED_WAIT` (20 ms) per call.
+That hands them the GIL instead of dropping events a backend that keeps up would have
+taken, and slows a producer that outpaces a backend answering within 0.1 s to the
+backend's pace. A backend that stops answering costs each call at most 20 ms for 0.1 s.
 """
 
 from __future__ import annotations
@@ -57,6 +77,8 @@ from .http import ConnectionPool
 
 __all__ = [
     "SENT",
+    "SLOW_REQUEST",
+    "STARVED_WAIT",
     "Codec",
     "Destination",
     "Reply",
@@ -68,6 +90,12 @@ __all__ = [
 ]
 
 _monotonic = time.monotonic
+
+#: The most ``submit`` waits, per call, for starved sender threads (module docstring).
+STARVED_WAIT = 0.020
+#: A request outstanding this long (seconds) means its slot waits on the backend.
+SLOW_REQUEST = 0.1
+_START_RETRY = 0.05  # seconds between attempts to start a sender thread after a failure
 
 #: ``(outcome, reason, tags, status)`` for items submitted with tags: outcome is "sent",
 #: "rejected" or "dropped"; ``status`` the HTTP status when there was one, else 0. Called
@@ -111,7 +139,7 @@ if hasattr(os, "register_at_fork"):
 class Sender:
     """Bounded, batching, retrying background sender; see the module docstring.
 
-    ``submit`` never blocks on the network and never raises; threads start on first use.
+    ``submit`` never waits on the network and never raises; threads start on first use.
     Outcomes go to ``ledger`` (a detached :class:`~wideevents._core.ledger.Ledger` until a
     sink rebinds the attribute to the pipeline's).
     """
@@ -145,6 +173,11 @@ class Sender:
         self._urgent = 0
         self._closing = False
         self._closed = False
+        self._lost = False  # something was dropped or rejected since flush/close returned
+        self._room_cond = threading.Condition(self._lock)  # starved submit() waits here
+        self._room_waiters = 0
+        self._start_retry_at = 0.0  # 0: no failed start to retry
+        self.thread_start_failures = 0
         self._generation += 1
         self._pid = os.getpid()
 
@@ -157,7 +190,9 @@ class Sender:
 
     def submit(self, dest: Destination, items: Sequence[bytes],
                tags: Sequence[object] | None = None) -> None:
-        """Buffer ``items`` for ``dest`` (with optional per-item ``tags``); never blocks."""
+        """Buffer ``items`` for ``dest`` (with optional per-item ``tags``). Never raises and
+        never waits on the network; waits at most STARVED_WAIT when the sender threads are
+        starved (module docstring)."""
         n = len(items)
         if n == 0:
             return
@@ -167,6 +202,12 @@ class Sender:
             if self._closing:
                 self._report("dropped", "shutdown", n, _opt(tags), 0)
                 return
+            if (self._buffered * 2 >= cfg.buffer_events
+                    or self._buffered_bytes * 2 >= cfg.buffer_bytes):
+                self._wait_if_starved_locked()
+                if self._closing:  # close() ran while we waited
+                    self._report("dropped", "shutdown", n, _opt(tags), 0)
+                    return
             accept = n
             if (self._buffered + n > cfg.buffer_events
                     or self._buffered_bytes + nbytes > cfg.buffer_bytes):
@@ -202,6 +243,64 @@ class Sender:
                     or (before < cfg.max_batch_events <= len(q.items))
                     or (q.nbytes - nbytes < cfg.max_batch_bytes <= q.nbytes)):
                 self._wake_locked()
+            elif self._start_retry_at and _monotonic() >= self._start_retry_at:
+                self._wake_locked()  # a sender thread failed to start: try again
+
+    def drop(self, reason: str, count: int, tags: Sequence[object] | None = None) -> None:
+        """Report ``count`` items the sink could not even submit (encode errors...) as
+        dropped ``reason``: counted like the sender's own losses (flush/close see them)."""
+        if count > 0:
+            with self._lock:
+                self._report("dropped", reason, count, tags, 0)
+
+    def _wait_if_starved_locked(self) -> None:
+        """Above the high-water mark: wait (at most STARVED_WAIT) while the sender threads
+        are starved of the CPU rather than blocked on the backend; see the module docstring."""
+        cfg = self._config
+        deadline = _monotonic() + STARVED_WAIT
+        self._wake_locked()
+        self._room_waiters += 1
+        try:
+            while ((self._buffered * 2 >= cfg.buffer_events
+                    or self._buffered_bytes * 2 >= cfg.buffer_bytes)
+                   and not self._closing and self._starved_locked()):
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    return
+                self._room_cond.wait(remaining)
+        finally:
+            self._room_waiters -= 1
+
+    def _starved_locked(self) -> bool:
+        """True when waiting could let a sender thread move a batch: not every slot is
+        waiting on the backend, and a thread has work."""
+        workers = self._workers
+        if not workers:
+            return False  # no thread could start: waiting would not help
+        current = threading.current_thread()
+        now = _monotonic()
+        on_backend = 0
+        for worker in workers:
+            if worker.thread is current:
+                return False  # a sender thread itself: never wait for ourselves
+            if worker.pool.backend_wait(now) >= SLOW_REQUEST:
+                on_backend += 1
+        if on_backend == len(workers) and (len(workers) >= self._config.max_in_flight
+                                           or self._start_retry_at):
+            return False  # blocked: every slot waits on a slow or failing backend
+        return len(workers) > self._idle or self._ready_locked()
+
+    def _ready_locked(self) -> bool:
+        """True when some destination has a batch a sender thread would take now."""
+        cfg = self._config
+        now = _monotonic()
+        urgent = self._urgent > 0 or self._closing
+        for q in self._queues.values():
+            if q.items and (urgent or q.since + cfg.send_interval <= now
+                            or len(q.items) >= cfg.max_batch_events
+                            or q.nbytes >= cfg.max_batch_bytes):
+                return True
+        return False
 
     def _room(self, items: Sequence[bytes], n: int) -> tuple[int, int]:
         cfg = self._config
@@ -220,18 +319,40 @@ class Sender:
         if self._idle:
             self._cond.notify()
         elif len(self._workers) < self._config.max_in_flight:
-            worker = _Worker()
+            self._start_worker_locked()
+
+    def _start_worker_locked(self) -> None:
+        """Start one more sender thread; a failure is contained, counted, retried later."""
+        worker = _Worker()
+        try:
             thread = threading.Thread(target=self._run, args=(worker, self._generation),
                                       name=f"wideevents-{self.name}-sender", daemon=True)
             worker.thread = thread
             self._workers.append(worker)
             thread.start()
+        except Exception as exc:  # noqa: BLE001 - RuntimeError "can't start new thread", MemoryError
+            if worker in self._workers:
+                self._workers.remove(worker)  # a worker that never ran holds no slot
+            self.thread_start_failures += 1
+            self._start_retry_at = _monotonic() + _START_RETRY
+            log_once(f"{self.name}:thread-start",
+                     "wideevents: %s could not start a sender thread (%s: %s); events stay "
+                     "buffered and the start is retried", self.name, type(exc).__name__,
+                     str(exc)[:100])
+        else:
+            self._start_retry_at = 0.0
 
     def flush(self, timeout: float) -> bool:
-        """Send everything buffered now; True when nothing is pending. Never raises."""
+        """Send everything buffered now. True when nothing is pending at the deadline and
+        nothing was dropped or rejected since the previous flush/close returned. Never raises."""
         deadline = _monotonic() + max(0.0, timeout)
         with self._lock:
-            return self._wait_drained_locked(deadline)
+            return self._outcome_locked(self._wait_drained_locked(deadline))
+
+    def _outcome_locked(self, drained: bool) -> bool:
+        """The flush/close result; a loss is reported by one call, then forgotten."""
+        lost, self._lost = self._lost, False
+        return drained and not lost
 
     def _wait_drained_locked(self, deadline: float) -> bool:
         if self._buffered + self._in_flight_items == 0:
@@ -245,6 +366,10 @@ class Sender:
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
                     return False
+                if self._buffered and not self._workers:
+                    # No sender thread could start: try again every _START_RETRY.
+                    self._wake_locked()
+                    remaining = min(remaining, _START_RETRY)
                 self._drained.wait(remaining)
             return True
         finally:
@@ -255,19 +380,21 @@ class Sender:
         deadline = _monotonic() + max(0.0, timeout)
         with self._lock:
             if self._closed:
-                return self._buffered + self._in_flight_items == 0
+                return self._outcome_locked(self._buffered + self._in_flight_items == 0)
             self._closing = True
             delivered = self._wait_drained_locked(deadline)
             self._closed = True
             if not delivered:
                 self._abort_locked()
             self._cond.notify_all()
+            self._room_cond.notify_all()
             workers = list(self._workers)
+            result = self._outcome_locked(delivered)
         for worker in workers:
             thread = worker.thread
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, min(0.2, deadline - _monotonic())))
-        return delivered
+        return result
 
     def _abort_locked(self) -> None:
         report = self._report
@@ -347,6 +474,8 @@ class Sender:
                     return batch
                 if self._closing:
                     return None
+                if self._room_waiters:
+                    self._room_cond.notify_all()  # a starved submit() re-checks
                 self._idle += 1
                 try:
                     self._cond.wait(wait)
@@ -380,6 +509,8 @@ class Sender:
             del self._queues[dest]
         self._buffered -= n
         self._buffered_bytes -= size
+        if self._room_waiters:
+            self._room_cond.notify_all()
         self._in_flight_items += n
         batch = Batch(dest, taken, tags, now + cfg.retry_deadline)
         self._in_flight.add(batch)
@@ -417,8 +548,10 @@ class Sender:
         if outcome == "sent":
             ledger.sent(count)
         elif outcome == "rejected":
+            self._lost = True
             ledger.rejected(reason, count)
         else:
+            self._lost = True
             ledger.dropped(reason, count)
         if tags is not None and self._on_tagged is not None:
             self._on_tagged(outcome, reason, tags, status)

@@ -3,6 +3,16 @@
 Every ``os.write`` carries whole lines only, on a descriptor opened with ``O_APPEND``, so
 several processes can share one file without interleaving inside a line. ``{pid}`` in the
 path gives each process (and each forked worker) its own file.
+
+The sink only ever writes to or closes a descriptor it opened itself: ``_fd`` is -1 from
+the moment it closes one until a reopen succeeds. When reopening fails (after a rotation,
+or in a forked child with ``{pid}``: directory removed, read-only, no inodes, descriptor
+limit), the lines are dropped and counted ``write_error`` and the next export tries to
+reopen again, so writing resumes by itself; a descriptor number the host gets meanwhile is
+never touched.
+
+``flush``/``close`` return False when lines were dropped since the previous
+``flush``/``close`` returned (once per loss), True otherwise: writes are unbuffered.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from typing import Any
 
 from .._core.log import log_once
 from .._core.record import Record
+from .._core.secrets import mask, shown
 from .._errors import ConfigurationError
 
 __all__ = ["FileSink"]
@@ -33,8 +44,10 @@ class FileSink:
     """Append JSON lines to ``path`` (``{pid}`` allowed); rotate at ``max_bytes``.
 
     Rotation renames ``path`` to ``path.1`` (``path.1`` to ``path.2``...), keeping
-    ``backup_count`` old files. Write errors (disk full, file too large) drop the lines
-    concerned, counted under reason ``write_error``; later writes are retried.
+    ``backup_count`` old files. Write errors (disk full, file too large, a file that cannot
+    be reopened) drop the lines concerned, counted under reason ``write_error``; later
+    writes are retried (reopening first when needed). Lines exported after ``close()`` are
+    dropped ``shutdown``.
     """
 
     name = "file"
@@ -45,15 +58,19 @@ class FileSink:
         if not self._template:
             raise ConfigurationError("FileSink(path=''): give a file path such as 'events.jsonl'")
         if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1024):
-            raise ConfigurationError(f"FileSink(max_bytes={max_bytes!r}): use bytes >= 1024 or None")
+            raise ConfigurationError(
+                f"FileSink(max_bytes={shown(max_bytes)}): use bytes >= 1024 or None")
         if not isinstance(backup_count, int) or backup_count < 0:
-            raise ConfigurationError(f"FileSink(backup_count={backup_count!r}): use an integer >= 0")
+            raise ConfigurationError(
+                f"FileSink(backup_count={shown(backup_count)}): use an integer >= 0")
         self.max_bytes = max_bytes
         self.backup_count = backup_count
         self._ledger: Any = None
         self._lock = threading.Lock()
-        self._fd = -1
+        self._fd = -1  # ours while >= 0; -1 whenever we hold no descriptor
         self._size = 0
+        self._closed = False
+        self._lost = False  # lines dropped since flush/close last returned
         self.path = ""
         self._open()
 
@@ -61,13 +78,14 @@ class FileSink:
         try:
             path = self._template.replace("{pid}", str(os.getpid()))
         except Exception as exc:  # noqa: BLE001 - a user's path template: any failure is a config error
-            raise ConfigurationError(f"FileSink path {self._template!r} is invalid: {exc}") from None
+            raise ConfigurationError(
+                f"FileSink path {shown(self._template)} is invalid: {mask(str(exc))}") from None
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
                          0o644)
         except OSError as exc:
             raise ConfigurationError(
-                f"FileSink cannot open {path!r} for appending: {exc.strerror}; "
+                f"FileSink cannot open {shown(path)} for appending: {exc.strerror}; "
                 "check that the directory exists and is writable, or pick another path"
             ) from None
         self._fd = fd
@@ -80,15 +98,47 @@ class FileSink:
     def bind(self, ledger: Any) -> None:
         self._ledger = ledger
 
+    def _reopen(self) -> bool:
+        """Open the file again after a failed reopen; True when the sink owns a descriptor."""
+        if self._fd >= 0:
+            return True
+        try:
+            self._open()
+        except ConfigurationError as exc:
+            log_once("file-reopen", "wideevents: %s; events are dropped and counted "
+                     "(write_error) until it can be opened again", exc)
+            return False
+        return True
+
+    def _close_fd(self) -> None:
+        """Close our descriptor and forget its number at once: the number may be reused by
+        the host as soon as it is closed."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def export(self, batch: Sequence[Record]) -> None:
         written = failed = 0
         with self._lock:
+            if self._closed:
+                self._lost = True
+                if self._ledger is not None and batch:
+                    self._ledger.dropped("shutdown", len(batch))
+                return
             i, n = 0, len(batch)
             while i < n:
+                if self._fd < 0 and not self._reopen():
+                    failed += n - i
+                    break
                 limit = _CHUNK
                 if self.max_bytes is not None:
                     if self._size and self._size + len(batch[i].json) + 1 > self.max_bytes:
-                        self._rotate()
+                        if not self._rotate():
+                            failed += n - i
+                            break
                     limit = min(limit, max(1, self.max_bytes - self._size))
                 j, size = i, 0
                 # Whole lines only; at least one line per write, even one longer than the limit.
@@ -113,6 +163,8 @@ class FileSink:
                 else:
                     written += j - i
                 i = j
+            if failed:
+                self._lost = True
         if self._ledger is not None:
             if written:
                 self._ledger.sent(written)
@@ -123,6 +175,8 @@ class FileSink:
         """Append ``parts`` (``size`` bytes in all) in one system call when the kernel takes
         them whole; return how many bytes reached the file (``size`` unless it failed)."""
         done = 0
+        if self._fd < 0:
+            return 0  # never write to a number we do not own
         try:
             if _WRITEV is not None:
                 done = _WRITEV(self._fd, parts)
@@ -135,7 +189,7 @@ class FileSink:
                     self._size += n
         except OSError as exc:
             log_once(f"file-write:{exc.errno}", "wideevents: FileSink could not write to %s (%s); "
-                     "events are dropped and counted until writes succeed", self.path,
+                     "events are dropped and counted until writes succeed", mask(self.path),
                      errno.errorcode.get(exc.errno or 0, str(exc.errno)))
         return done
 
@@ -145,7 +199,7 @@ class FileSink:
         Only when the file still ends with them (no other process appended since): the next
         line would otherwise be glued to the torn one.
         """
-        if nbytes <= 0:
+        if nbytes <= 0 or self._fd < 0:
             return
         try:
             end = os.lseek(self._fd, 0, os.SEEK_CUR)
@@ -154,11 +208,12 @@ class FileSink:
                 self._size -= nbytes
         except OSError as exc:
             log_once("file-torn-line", "wideevents: FileSink could not remove a partly written "
-                     "line from %s: %s", self.path, exc)
+                     "line from %s: %s", mask(self.path), exc)
 
-    def _rotate(self) -> None:
+    def _rotate(self) -> bool:
+        """Rotate and reopen; True when the sink owns a descriptor again."""
+        self._close_fd()
         try:
-            os.close(self._fd)
             if self.backup_count > 0:
                 for k in range(self.backup_count - 1, 0, -1):
                     src = f"{self.path}.{k}"
@@ -168,36 +223,38 @@ class FileSink:
             else:
                 os.truncate(self.path, 0)
         except OSError as exc:
-            log_once("file-rotate", "wideevents: FileSink could not rotate %s: %s", self.path, exc)
-        try:
-            self._open()
-        except ConfigurationError as exc:
-            log_once("file-reopen", "wideevents: %s", exc)
+            log_once("file-rotate", "wideevents: FileSink could not rotate %s: %s",
+                     mask(self.path), mask(str(exc)))
+        return self._reopen()
+
+    def _outcome(self) -> bool:
+        lost, self._lost = self._lost, False
+        return not lost
 
     def flush(self, timeout: float = 5.0) -> bool:
-        return True  # writes are unbuffered: the kernel has every line already
+        """True unless lines were dropped since the previous flush/close returned: writes
+        are unbuffered, the kernel has every line already."""
+        with self._lock:
+            return self._outcome()
 
     def close(self, timeout: float = 5.0) -> bool:
+        """Close the file; later exports are dropped ``shutdown``. True as for :meth:`flush`."""
         with self._lock:
-            if self._fd >= 0:
-                try:
-                    os.close(self._fd)
-                except OSError:
-                    pass
-                self._fd = -1
-        return True
+            self._closed = True
+            self._close_fd()
+            return self._outcome()
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
-        if "{pid}" in self._template:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
+        if "{pid}" in self._template and not self._closed:
+            # The inherited descriptor is the parent's file: release our copy, open our own.
+            self._close_fd()
+            self._size = 0
             try:
                 self._open()
             except ConfigurationError as exc:
-                log_once("file-fork", "wideevents: %s", exc)
+                log_once("file-fork", "wideevents: %s; events are dropped and counted "
+                         "(write_error) until it can be opened", exc)
 
     def __repr__(self) -> str:
-        return f"FileSink({self.path!r})"
+        return f"FileSink({shown(self.path)})"

@@ -1,4 +1,8 @@
-"""``MemorySink``: finished events kept in a list, for tests and notebooks."""
+"""``MemorySink``: finished events kept in a list, for tests and notebooks.
+
+``flush``/``close`` return False when events were dropped (``memory_full``) since the
+previous ``flush``/``close`` returned (once per loss), True otherwise.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ class MemorySink:
         self._max = max_events
         self._ledger: Any = None
         self._lock = threading.Lock()
+        self._lost = False  # events dropped since flush/close last returned
 
     def bind(self, ledger: Any) -> None:
         self._ledger = ledger
@@ -36,11 +41,23 @@ class MemorySink:
             self.events.extend(r.fields for r in kept)
             # A copy: orjson's result keeps ~8 KB of spare capacity, too much to hold for long.
             self.lines.extend(bytes(memoryview(r.json)) for r in kept)
+            if len(kept) < len(batch):
+                self._lost = True
         if self._ledger is not None:
             if kept:
                 self._ledger.sent(len(kept))
             if len(batch) > len(kept):
                 self._ledger.dropped("memory_full", len(batch) - len(kept))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """True unless events were dropped since the previous flush/close returned."""
+        with self._lock:
+            lost, self._lost = self._lost, False
+        return not lost
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """As :meth:`flush`; the events stay in ``events``."""
+        return self.flush(timeout)
 
     def clear(self) -> None:
         with self._lock:

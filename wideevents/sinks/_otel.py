@@ -41,6 +41,7 @@ from .._core.log import log_once
 from .._core.normalize import safe_repr
 from .._core.record import Record, SinkLedger
 from .._core.samplerate import sample_rate
+from .._core.secrets import mask, shown
 from .._errors import ConfigurationError
 from .._version import __version__
 from ._otlp._wire import INT64_MAX, INT64_MIN, duration_ns, timestamp_ns
@@ -107,11 +108,11 @@ class OTelSink:
                  logger_provider: Any = None, max_open_spans: int = 10_000) -> None:
         if mode not in MODES:
             raise ConfigurationError(
-                f"OTelSink(mode={mode!r}) is not supported; use 'span' (one span per event) "
+                f"OTelSink(mode={shown(mode)}) is not supported; use 'span' (one span per event) "
                 "or 'log' (one log record per event)")
         if type(max_open_spans) is not int or max_open_spans < 1:
             raise ConfigurationError(
-                f"OTelSink(max_open_spans={max_open_spans!r}): use an integer >= 1")
+                f"OTelSink(max_open_spans={shown(max_open_spans)}): use an integer >= 1")
         try:
             from opentelemetry import trace
             from opentelemetry.context import Context
@@ -127,6 +128,7 @@ class OTelSink:
         self._ledger: SinkLedger = self._own_ledger
         self._fields_dropped: dict[str, int] = {}
         self._abandoned = 0
+        self._lost = False  # an event was dropped since flush/close last returned
         self._lock = threading.Lock()
         self._open: dict[str, tuple[Any, int]] = {}
         self._max_open = max_open_spans
@@ -228,10 +230,13 @@ class OTelSink:
             except Exception as exc:  # noqa: BLE001 - counted, never raised
                 log_once(f"otel:export:{type(exc).__name__}",
                          "wideevents: OTelSink could not hand an event to OpenTelemetry (%s): %s",
-                         type(exc).__name__, safe_repr(exc, 200))
+                         type(exc).__name__, mask(safe_repr(exc, 1000), 200))
                 outcome = "export_error"
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         ledger = self._ledger
+        if any(outcome != "sent" for outcome in outcomes):
+            with self._lock:
+                self._lost = True
         for outcome, n in outcomes.items():
             if outcome == "sent":
                 ledger.sent(n)
@@ -385,16 +390,26 @@ class OTelSink:
         return _logs.get_logger_provider()
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Ask the SDK provider to export what it holds, within ``timeout``."""
+        """Ask the SDK provider to export what it holds, within ``timeout``. True when it
+        did and no event was dropped since the previous flush/close returned."""
         force = getattr(self._provider(), "force_flush", None)
         if not callable(force):
-            return True
+            return self._outcome(True)
         try:
-            return force(max(0, int(timeout * 1000))) is not False
+            ok = force(max(0, int(timeout * 1000))) is not False
         except Exception as exc:  # noqa: BLE001 - the application's SDK provider: contained, logged
             log_once(f"otel:flush:{type(exc).__name__}",
-                     "wideevents: OTelSink: the SDK's force_flush failed: %s", safe_repr(exc, 200))
-            return False
+                     "wideevents: OTelSink: the SDK's force_flush failed: %s",
+                     mask(safe_repr(exc, 1000), 200))
+            ok = False
+        return self._outcome(ok)
+
+    def _outcome(self, ok: bool) -> bool:
+        """The flush/close result: False also when events were dropped since the previous
+        flush/close returned (reported once)."""
+        with self._lock:
+            lost, self._lost = self._lost, False
+        return ok and not lost
 
     def close(self, timeout: float = 5.0) -> bool:
         """Flush; the provider stays open (it belongs to the application)."""

@@ -6,7 +6,11 @@ Keys come from the environment (``HONEYCOMB_API_KEY``, ``OTEL_EXPORTER_OTLP_HEAD
 from arguments. The scenario: debug logging at DEBUG for the ``wideevents``, ``libhoney``
 and ``urllib3`` loggers (tracebacks included); wrong keys (401 from both receivers);
 faults (500, 429, reset, malformed, hang with a bounded shutdown, refused connections);
-configuration errors with the keys in the input, printed with their tracebacks; ``repr()``
+configuration errors with the keys in the input (each setting that once echoed its value:
+``HONEYCOMB_API_HOST``, the OTLP endpoint, ``OTEL_EXPORTER_OTLP_TIMEOUT/PROTOCOL/
+COMPRESSION``, ``OTEL_RESOURCE_ATTRIBUTES``, ``WIDEEVENTS_SINK``), printed with their
+tracebacks; backends that reflect the keys in their replies (a 400 body, per-event error
+texts, a marker refusal, an OTLP Status message and partial-success message); ``repr()``
 and ``str()`` of sinks, clients and stats; events whose fields hold the keys, printed by
 a StdoutSink. Canary strings prove that each channel is captured.
 """
@@ -26,6 +30,7 @@ from typing import Any
 import wideevents
 from tests.support.honeycomb_receiver import HoneycombReceiver
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.scripted_http import Request, ScriptedServer, answer, reply
 from wideevents.sinks import HoneycombSink, OTLPSink, StdoutSink
 
 K1 = os.environ["HONEYCOMB_API_KEY"]
@@ -80,6 +85,25 @@ def main() -> None:
         os.environ["WIDEEVENTS_SINK"] = value
         show_error("env sink", lambda: wideevents.configure())
     del os.environ["WIDEEVENTS_SINK"]
+    # Each setting that once echoed its value in a ConfigurationError.
+    env_cases = [
+        ("HONEYCOMB_API_HOST", K1, lambda: HoneycombSink(api_key="k")),
+        ("HONEYCOMB_API_HOST", f"https://api.honeycomb.io:{K2}", lambda: HoneycombSink(api_key="k")),
+        ("HONEYCOMB_API_HOST", f"ftp://{K3}", lambda: HoneycombSink(api_key="k")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", K2, lambda: OTLPSink()),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", f"grpc://collector/{K1}", lambda: OTLPSink()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", K3, lambda: OTLPSink("http://h")),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", K1, lambda: OTLPSink("http://h")),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", K2, lambda: OTLPSink("http://h")),
+        ("OTEL_RESOURCE_ATTRIBUTES", f"service.name=x,{K1}", lambda: wideevents.configure()),
+        ("OTEL_RESOURCE_ATTRIBUTES", f"{K3}", lambda: OTLPSink("http://h")),
+    ]
+    saved = dict(os.environ)
+    for name, value, build in env_cases:
+        os.environ[name] = value
+        show_error(f"env {name}", build)
+        os.environ.clear()
+        os.environ.update(saved)
     # (Credentials inside a URL and keys in header names: test_secrets_in_urls_and_header_names.)
 
     # -- wrong keys, faults, shutdown against hung backends ------------------------------
@@ -121,6 +145,42 @@ def main() -> None:
         print("shutdown", wideevents.shutdown(timeout=1.5))
         right.release()
         print("STATS", json.dumps(wideevents.stats()))
+
+    # -- backends that reflect the keys in their replies ---------------------------------
+    replies = {"batch": 0, "otlp": 0}
+
+    def reflect(request: Request) -> bytes:
+        echoed = " ".join(request.headers.values())  # every header value, keys included
+        if request.path.startswith("/1/markers/"):
+            return reply(403, json.dumps({"error": f"no markers for {echoed}"}).encode())
+        kind = "batch" if request.path.startswith("/1/batch/") else "otlp"
+        replies[kind] += 1
+        if replies[kind] == 1:
+            if kind == "batch":
+                return reply(400, f"<html>400 bad request from {echoed}</html>".encode(),
+                             "text/html")
+            return reply(400, json.dumps({"code": 3, "message": f"refused {echoed}"}).encode())
+        if kind == "batch":
+            events = json.loads(request.body)
+            return reply(200, json.dumps([{"status": 400, "error": f"unknown key {echoed}"}
+                                          for _ in events]).encode())
+        return reply(200, json.dumps({"partialSuccess": {
+            "rejectedLogRecords": "1", "errorMessage": f"dropped for {echoed}"}}).encode())
+
+    with ScriptedServer(answer(reflect)) as mirror:
+        os.environ.pop("HONEYCOMB_API_HOST", None)
+        mirrored = [HoneycombSink(dataset="mirror", api_host=mirror.url, send_interval=0.05),
+                    OTLPSink(mirror.url, encoding="json", send_interval=0.05)]
+        wideevents.configure(service_name="mirror", sinks=mirrored)
+        for round_ in range(2):
+            for i in range(3):
+                with wideevents.event("mirror", i=i, round=round_):
+                    pass
+            wideevents.flush(5)
+        print("marker", mirrored[0].marker("deploy", timeout=5))
+        print("MIRROR", json.dumps(wideevents.stats()))
+        wideevents.shutdown(timeout=2)
+        print("mirror requests", len(mirror.requests))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 - :class:`HoneycombCodec`: batch bodies (a JSON array of ``{"data", "time", "samplerate"}``
   elements, pre-encoded per event) and replies (per-event statuses; 401/403 logged once
-  with a hint about the key; each distinct per-event error text logged once).
+  with a hint about the key). Per-event error texts are the backend's: the first 20
+  distinct ones (masked, cut to 100 characters) are rejection reasons, later ones
+  ``"other"``; their detail is logged at most once a minute per reason, with a count.
 - :func:`record_elements` (the sink's records) and :func:`element` (a libhoney event):
   the same element bytes either way.
 - :func:`destination`: ``POST {api_host}/1/batch/{dataset}`` with ``X-Honeycomb-Team``.
@@ -25,8 +27,17 @@ import orjson
 from ..._core.log import log_once
 from ..._core.record import Record
 from ..._core.samplerate import sample_rate
+from ..._core.secrets import clip, mask
 from ..._core.timefmt import rfc3339
-from ..._transport import SENT, Destination, Reply, Response, parse_origin, reply_for_status
+from ..._transport import (
+    SENT,
+    Destination,
+    Reasons,
+    Reply,
+    Response,
+    parse_origin,
+    reply_for_status,
+)
 
 __all__ = ["KEY_HINT", "HoneycombCodec", "destination", "element", "error_text",
            "record_elements"]
@@ -55,6 +66,7 @@ class HoneycombCodec:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._reasons = Reasons(limit=20)
 
     def encode(self, items: Sequence[bytes]) -> Iterator[bytes]:
         yield b"["
@@ -92,6 +104,8 @@ class HoneycombCodec:
     def _per_event(self, statuses: list[Any], count: int, status: int) -> Reply:
         rejected: list[tuple[int, str]] = []
         retry: list[int] = []
+        by_reason: dict[str, list[int]] = {}  # reason -> [events, first code]
+        bounded = self._reasons.reason
         for i, entry in enumerate(statuses[:count]):
             code = entry.get("status") if isinstance(entry, dict) else None
             if type(code) is not int or 200 <= code < 300:
@@ -100,11 +114,18 @@ class HoneycombCodec:
                 retry.append(i)
                 continue
             text = entry.get("error")
-            reason = (text if isinstance(text, str) and text else str(code))[:_MAX_REASON]
+            reason = bounded(clip(text, 1000) if isinstance(text, str) and text else
+                             str(code) if 100 <= code <= 999 else "rejected")
             rejected.append((i, reason))
-            log_once(f"{self._name}:rejected:{reason}",
-                     "wideevents: %s: Honeycomb rejected an event (%d): %s",
-                     self._name, code, reason)
+            seen = by_reason.get(reason)
+            if seen is None:
+                by_reason[reason] = [1, code]
+            else:
+                seen[0] += 1
+        for reason, (events, code) in by_reason.items():
+            self._reasons.note(f"rejected:{reason}",
+                               "wideevents: %s: Honeycomb rejected %d events of a batch (%d): %s",
+                               self._name, events, code, reason)
         if len(statuses) != count:
             log_once(f"{self._name}:short-reply",
                      "wideevents: %s: batch reply has %d statuses for %d events (HTTP %d); "
@@ -119,9 +140,9 @@ class HoneycombCodec:
                      "wideevents: %s: Honeycomb refused the API key (HTTP %d); %s. "
                      "Events are counted as rejected.", self._name, status, KEY_HINT)
         elif reply.action == "reject":
-            log_once(f"{self._name}:request:{status}",
-                     "wideevents: %s: Honeycomb rejected a batch (HTTP %d): %s",
-                     self._name, status, error_text(body))
+            self._reasons.note(f"request:{status}",
+                               "wideevents: %s: Honeycomb rejected a batch (HTTP %d): %s",
+                               self._name, status, error_text(body))
         return reply
 
 
@@ -131,14 +152,16 @@ def _all_accepted(count: int) -> bytes:
 
 
 def error_text(body: bytes) -> str:
-    """The ``error`` of a JSON error reply, else the start of the body (at most 200 chars)."""
+    """The ``error`` of a JSON error reply, else the start of the body (at most 200
+    chars), masked: a reply may echo the key it refused."""
     try:
         parsed = orjson.loads(body)
         if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-            return str(parsed["error"])[:_MAX_REASON]
+            return mask(clip(str(parsed["error"]), 4096), _MAX_REASON)
     except orjson.JSONDecodeError:
         pass
-    return body[:_MAX_REASON].decode("utf-8", "replace")
+    head = body[:4096].decode("utf-8", "replace")
+    return mask(clip(head, 4096, more=len(body) > 4096), _MAX_REASON)
 
 
 def destination(api_host: str, writekey: str, dataset: str) -> Destination:

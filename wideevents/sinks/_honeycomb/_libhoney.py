@@ -86,9 +86,8 @@ class HoneycombTransmission:
             dest = self.destination(ev.api_host, ev.writekey, ev.dataset)
         except Exception as exc:  # noqa: BLE001 - a value we cannot encode must not raise
             self._encode_failed(exc)
-            self._sender.ledger.dropped("encode_error", 1)
-            if self._tagged:
-                self._respond("dropped", "encode_error", [getattr(ev, "metadata", None)], 0)
+            self._sender.drop("encode_error", 1,
+                              [getattr(ev, "metadata", None)] if self._tagged else None)
             return
         self._sender.submit(dest, (item,), (ev.metadata,) if self._tagged else None)
 

@@ -38,6 +38,7 @@ from ..._core.env import env
 from ..._core.log import log_once
 from ..._core.record import Record, SinkLedger
 from ..._core.samplerate import sample_rate
+from ..._core.secrets import mask, shown
 from ..._core.service import default_service_name
 from ..._errors import ConfigurationError
 from ..._transport import COMPRESSIONS, SenderConfig, parse_origin, post_once
@@ -187,7 +188,7 @@ class HoneycombSink:
                 f"such as {DEFAULT_API_HOST} or https://api.eu1.honeycomb.io") from None
         if compression not in COMPRESSIONS:
             raise ConfigurationError(
-                f"HoneycombSink(compression={compression!r}) is not supported; use one of "
+                f"HoneycombSink(compression={shown(compression)}) is not supported; use one of "
                 f"{', '.join(repr(c) for c in COMPRESSIONS)}")
         config = SenderConfig(
             max_batch_events=max_batch_events, send_interval=send_interval,
@@ -198,7 +199,7 @@ class HoneycombSink:
         try:
             config.check()
         except ValueError as exc:
-            raise ConfigurationError(f"HoneycombSink: {exc}") from None
+            raise ConfigurationError(f"HoneycombSink: {mask(str(exc))}") from None
         self.dataset = name
         self.api_host = host
         self._origin = origin
@@ -221,7 +222,7 @@ class HoneycombSink:
             self._client.api_host, self._client.writekey, self._client.dataset)
 
     def __repr__(self) -> str:
-        return f"HoneycombSink(dataset={self.dataset!r}, api_host={self.api_host!r})"
+        return f"HoneycombSink(dataset={self.dataset!r}, api_host={shown(self.api_host)})"
 
     @property
     def client(self) -> Any:
@@ -240,11 +241,12 @@ class HoneycombSink:
     def export(self, batch: Sequence[Record]) -> None:
         """Hand records to the sender (no network I/O here); never raises."""
         transmission = self._transmission
+        sender = transmission.sender
         failure = ""
         queued = failed = 0
         with self._export_lock:
             if self._closed:
-                transmission.ledger.dropped("shutdown", len(batch))
+                sender.drop("shutdown", len(batch))
                 return
             if self._adopt_dataset and batch:
                 self._adopt_dataset = False
@@ -260,9 +262,8 @@ class HoneycombSink:
                     queued, failed = self._send_as_libhoney_events(batch)
             except Exception as exc:  # noqa: BLE001 - counted below, never raised
                 failure = type(exc).__name__
-        ledger = transmission.ledger
         if failed:
-            ledger.dropped("encode_error", failed)
+            sender.drop("encode_error", failed)
         missing = len(batch) - queued - failed
         if missing > 0:
             # libhoney's send_presampled() skips events without fields; so do we.
@@ -270,7 +271,7 @@ class HoneycombSink:
             log_once(f"{self.name}:export:{reason}:{failure}",
                      "wideevents: %s: %d events could not be queued (%s)", self.name,
                      missing, failure or "events without fields")
-            ledger.dropped(reason, missing)
+            sender.drop(reason, missing)
 
     def _client_adds_nothing(self) -> bool:
         """True unless fields were added to the libhoney client (``sink.client.add_field``)."""
@@ -292,11 +293,13 @@ class HoneycombSink:
         return len(staging.elements), staging.failed
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Send what is buffered; True when nothing is pending. Honours ``timeout``."""
+        """Send what is buffered within ``timeout``. True when nothing is pending and
+        nothing was dropped or rejected since the previous flush/close returned."""
         return self._transmission.sender.flush(timeout)
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Flush within ``timeout``; what is left is dropped "shutdown". True if all sent."""
+        """Flush within ``timeout``; what is left is dropped "shutdown". True as for
+        :meth:`flush`: everything delivered, nothing lost since the previous call."""
         with self._export_lock:
             self._closed = True
         ok = self._transmission.sender.close(timeout)
@@ -310,7 +313,8 @@ class HoneycombSink:
 
     def marker(self, message: str, *, type: str = "model-deploy", url: str | None = None,
                timeout: float = 5.0) -> dict[str, Any] | None:
-        """Create a Honeycomb marker (``POST /1/markers/{dataset}``) now; blocks up to ``timeout``.
+        """Create a Honeycomb marker (``POST /1/markers/{dataset}``) now; blocks up to ``timeout``
+        (the whole request: a server that answers slowly cannot hold it longer).
 
         Returns the marker Honeycomb created, or None when it failed (logged, never raised).
         """

@@ -32,12 +32,14 @@ from ..._core.env import env, first_env
 from ..._core.ledger import Ledger
 from ..._core.log import log_once
 from ..._core.record import Record, SinkLedger
+from ..._core.secrets import clip, mask, shown
 from ..._core.service import default_service_name, parse_resource_attributes
 from ..._errors import ConfigurationError
 from ..._transport import (
     COMPRESSIONS,
     SENT,
     Destination,
+    Reasons,
     Reply,
     Response,
     Sender,
@@ -64,6 +66,7 @@ class _OTLPCodec:
         self._encoder = encoder
         self._name = name
         self.content_type = encoder.content_type
+        self._notes = Reasons()  # the endpoint's messages: rate-limited, masked log lines
 
     def encode(self, items: Sequence[bytes]) -> Iterable[bytes]:
         return self._encoder.body(items)
@@ -74,11 +77,11 @@ class _OTLPCodec:
             return self._accepted(response.body, count, status)
         reply = reply_for_status(status)
         if reply.action == "reject":
-            message = parse_status_message(response.body)
+            message = _message(parse_status_message(response.body))
             hint = f"; {_KEY_HINT}" if status in (401, 403) else ""
-            log_once(f"{self._name}:rejected:{status}",
-                     "wideevents: %s: the OTLP endpoint rejected a batch (HTTP %d): %s%s",
-                     self._name, status, message, hint)
+            self._notes.note(f"rejected:{status}",
+                             "wideevents: %s: the OTLP endpoint rejected a batch (HTTP %d): %s%s",
+                             self._name, status, message, hint)
         return reply
 
     def _accepted(self, body: bytes, count: int, status: int) -> Reply:
@@ -92,16 +95,21 @@ class _OTLPCodec:
             return SENT
         if rejected <= 0:
             if message:
-                log_once(f"{self._name}:warning:{message[:100]}",
-                         "wideevents: %s: the OTLP endpoint warns: %s", self._name, message[:200])
+                self._notes.note("warning", "wideevents: %s: the OTLP endpoint warns: %s",
+                                 self._name, _message(message))
             return SENT
         rejected = min(rejected, count)
-        log_once(f"{self._name}:partial:{message[:100]}",
-                 "wideevents: %s: the OTLP endpoint rejected %d of %d %s: %s", self._name,
-                 rejected, count, "spans" if encoder.signal == "traces" else "log records",
-                 message[:200] or "(no message)")
+        self._notes.note("partial", "wideevents: %s: the OTLP endpoint rejected %d of %d %s: %s",
+                         self._name, rejected, count,
+                         "spans" if encoder.signal == "traces" else "log records",
+                         _message(message) or "(no message)")
         # The response says how many, not which: the count is what is reported.
         return Reply("done", rejected=[(i, "partial_success") for i in range(rejected)])
+
+
+def _message(text: str) -> str:
+    """A message from the endpoint as a log line may show it: masked, at most 200 chars."""
+    return mask(clip(text, 4096), 200)
 
 
 def _parse_headers(raw: str, source: str) -> dict[str, str]:
@@ -132,7 +140,7 @@ def _check_headers(headers: Mapping[str, str], source: str) -> dict[str, str]:
                 "'x-honeycomb-team=KEY')")
         if not isinstance(value, str) or not value.isprintable() or not value.isascii():
             raise ConfigurationError(
-                f"{source}: the value of header {name!r} must be printable ASCII text without "
+                f"{source}: the value of header {shown(name)} must be printable ASCII text without "
                 "line breaks; copy it again without surrounding whitespace or quotes")
         out[name] = value
     return out
@@ -188,7 +196,7 @@ class OTLPSink:
     ) -> None:
         if signal not in SIGNALS:
             raise ConfigurationError(
-                f"OTLPSink(signal={signal!r}) is not supported; use 'logs' (events as log "
+                f"OTLPSink(signal={shown(signal)}) is not supported; use 'logs' (events as log "
                 "records) or 'traces' (events as spans)")
         per = f"OTEL_EXPORTER_OTLP_{signal.upper()}_"
         url, source = self._endpoint(endpoint, signal, per)
@@ -215,7 +223,7 @@ class OTLPSink:
         try:
             config.check()
         except ValueError as exc:
-            raise ConfigurationError(f"OTLPSink: {exc}") from None
+            raise ConfigurationError(f"OTLPSink: {mask(str(exc))}") from None
         try:
             resource: dict[str, Any] = dict(parse_resource_attributes(
                 env("OTEL_RESOURCE_ATTRIBUTES"), strict=True))
@@ -236,7 +244,8 @@ class OTLPSink:
         if endpoint is not None:
             if not isinstance(endpoint, str) or not endpoint.strip():
                 raise ConfigurationError(
-                    f"OTLPSink(endpoint={endpoint!r}): use a base URL such as {DEFAULT_ENDPOINT}")
+                    f"OTLPSink(endpoint={shown(endpoint)}): use a base URL such as "
+                    f"{DEFAULT_ENDPOINT}")
             return _with_signal_path(endpoint, signal), "endpoint="
         value = env(per + "ENDPOINT")
         if value:
@@ -251,7 +260,8 @@ class OTLPSink:
         if encoding is not None:
             if encoding not in ENCODINGS:
                 raise ConfigurationError(
-                    f"OTLPSink(encoding={encoding!r}) is not supported; use 'protobuf' or 'json'")
+                    f"OTLPSink(encoding={shown(encoding)}) is not supported; use 'protobuf' or "
+                    "'json'")
             return encoding
         name, value = first_env(per + "PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
         if not value:
@@ -259,7 +269,7 @@ class OTLPSink:
         found = _PROTOCOLS.get(value.lower())
         if found is None:
             raise ConfigurationError(
-                f"{name}={value!r} is not supported by OTLPSink (OTLP over HTTP only); use "
+                f"{name}={shown(value)} is not supported by OTLPSink (OTLP over HTTP only); use "
                 "'http/protobuf' or 'http/json' (and the HTTP port, usually 4318)")
         return found
 
@@ -268,14 +278,14 @@ class OTLPSink:
         if compression is not None:
             if compression not in COMPRESSIONS:
                 raise ConfigurationError(
-                    f"OTLPSink(compression={compression!r}) is not supported; use 'gzip', "
+                    f"OTLPSink(compression={shown(compression)}) is not supported; use 'gzip', "
                     "'zstd' or 'none'")
             return compression
         name, value = first_env(per + "COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
         if not value:
             return "gzip"
         if value.lower() not in COMPRESSIONS:
-            raise ConfigurationError(f"{name}={value!r}: use 'gzip' or 'none'")
+            raise ConfigurationError(f"{name}={shown(value)}: use 'gzip' or 'none'")
         return value.lower()
 
     @staticmethod
@@ -283,7 +293,7 @@ class OTLPSink:
         if timeout is not None:
             if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                     or not 0 < timeout < float("inf")):
-                raise ConfigurationError(f"OTLPSink(timeout={timeout!r}): use seconds > 0")
+                raise ConfigurationError(f"OTLPSink(timeout={shown(timeout)}): use seconds > 0")
             return float(timeout)
         name, value = first_env(per + "TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
         if not value:
@@ -293,7 +303,8 @@ class OTLPSink:
         except ValueError:
             millis = -1.0
         if not 0 < millis < float("inf"):
-            raise ConfigurationError(f"{name}={value!r}: use a timeout in milliseconds, e.g. 10000")
+            raise ConfigurationError(
+                f"{name}={shown(value)}: use a timeout in milliseconds, e.g. 10000")
         return millis / 1000.0
 
     @staticmethod
@@ -323,7 +334,7 @@ class OTLPSink:
         return checked
 
     def __repr__(self) -> str:
-        return (f"OTLPSink(endpoint={self.endpoint!r}, signal={self.signal!r}, "
+        return (f"OTLPSink(endpoint={shown(self.endpoint)}, signal={self.signal!r}, "
                 f"encoding={self.encoding!r}, compression={self.compression!r})")
 
     # -- the sink interface -----------------------------------------------------------------
@@ -354,7 +365,7 @@ class OTLPSink:
                          "wideevents: %s: an event could not be encoded (%s); it was dropped",
                          self.name, type(exc).__name__)
         if failed:
-            self._sender.ledger.dropped("encode_error", failed)
+            self._sender.drop("encode_error", failed)
         if items:
             self._sender.submit(self._dest, items)
         self._report_nulls()
@@ -371,11 +382,13 @@ class OTLPSink:
             pass
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Send what is buffered; True when nothing is pending. Honours ``timeout``."""
+        """Send what is buffered within ``timeout``. True when nothing is pending and
+        nothing was dropped or rejected since the previous flush/close returned."""
         return self._sender.flush(timeout)
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Flush within ``timeout``; what is left is dropped "shutdown". True if all sent."""
+        """Flush within ``timeout``; what is left is dropped "shutdown". True as for
+        :meth:`flush`: everything delivered, nothing lost since the previous call."""
         return self._sender.close(timeout)
 
     def reset_after_fork(self) -> None:
