@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from ._core.terminal import escape
 from ._errors import ConfigurationError
 
 _EXTRA_FOR = {"duckdb": "query", "fastapi": "demo", "uvicorn": "demo", "httpx": "demo",
@@ -20,8 +22,16 @@ def _missing_extra(exc: ModuleNotFoundError) -> str | None:
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse echoes what was typed (``unrecognized arguments: ...``): shown escaped.
+    Subcommand parsers are of the same class (``add_subparsers`` uses the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(escape(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wideevents",
         description="Wide events for ML services: run the demo, query and tail event files.",
     )
@@ -53,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(missing module {exc.name!r}); install it with: pip install 'wideevents[{extra}]'",
               file=sys.stderr)
         return 2
-    except ConfigurationError as exc:
-        print(f"wideevents {args.command}: {exc}", file=sys.stderr)
+    except ConfigurationError as exc:  # messages quote file names, filters: shown escaped
+        print(f"wideevents {args.command}: {escape(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

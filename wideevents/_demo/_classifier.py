@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 import wideevents
+from wideevents._core.terminal import escape
 from wideevents.sinks import FileSink
 from wideevents.sinks._stdout import _renderer, render_pretty
 
@@ -44,7 +45,8 @@ def run_demo(*, requests: int = 400, seed: int = 7, out: str = "events.jsonl",
 
         sinks.extend(sinks_from_spec(spec))
     wideevents.configure(service_name="wideevents-demo", sinks=sinks)
-    print(f"wideevents demo: serving {requests} simulated inferences -> {out}", file=sys.stderr)
+    print(f"wideevents demo: serving {requests} simulated inferences -> {escape(out)}",
+          file=sys.stderr)
     t0 = time.perf_counter()
     for i in range(requests):
         tenant = TENANTS[int(rng.integers(len(TENANTS)))]
@@ -97,7 +99,7 @@ def _print_summary(events: list[dict[str, Any]], elapsed: float, out: str) -> No
     by_version: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in events:
         by_version[str(e.get("model.version", "(no model: failed before inference)"))].append(e)
-    print(f"\n{len(events)} events in {elapsed:.2f} s, written to {out}\n")
+    print(f"\n{len(events)} events in {elapsed:.2f} s, written to {escape(out)}\n")
     header = f"{'model.version':<38} {'COUNT':>6} {'errors':>6} {'P50(duration_ms)':>17} " \
              f"{'P99(duration_ms)':>17} {'AVG(score.top1)':>16}"
     print(header)
@@ -107,8 +109,8 @@ def _print_summary(events: list[dict[str, Any]], elapsed: float, out: str) -> No
         errors = sum(1 for e in evs if e.get("error"))
         tops = [float(e["score.top1"]) for e in evs if isinstance(e.get("score.top1"), float)]
         avg = f"{sum(tops) / len(tops):.3f}" if tops else "-"
-        print(f"{version:<38} {len(evs):>6} {errors:>6} {_pct(durations, 50):>17.2f} "
+        print(f"{escape(version):<38} {len(evs):>6} {errors:>6} {_pct(durations, 50):>17.2f} "
               f"{_pct(durations, 99):>17.2f} {avg:>16}")
     print("\nEvery field of every event is queryable: try "
-          f"`wideevents query {out} --calc COUNT --calc 'P99(duration_ms)' "
+          f"`wideevents query {escape(out)} --calc COUNT --calc 'P99(duration_ms)' "
           "--breakdown model.version --breakdown slice.tenant`")

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import wideevents
+from wideevents._core.terminal import escape
 from wideevents.sinks import FileSink
 
 
@@ -57,7 +58,7 @@ def run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str]
         sinks.extend(sinks_from_spec(spec))
     wideevents.configure(service_name="search-mixer", sinks=sinks)
     print(f"wideevents demo: the search mixer under uvicorn, {requests} requests "
-          f"(seed {seed}); events -> {out}", file=sys.stderr)
+          f"(seed {seed}); events -> {escape(out)}", file=sys.stderr)
     mixer = Mixer(seed=seed)
     with _Server(create_app(mixer)) as server:
         result = run_load(f"http://127.0.0.1:{server.port}", requests, seed)
@@ -70,9 +71,10 @@ def run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str]
           file=sys.stderr)
     for question, _result, table in run_questions(out):
         print(f"\n## {question.title}\n   ({question.finding})\n")
-        print(f"$ {command_line(question.spec, out)}\n")
-        print(table)
-    print(f"\nEvery field of every event is in {out}: try `wideevents tail {out}` or your own "
+        print(f"$ {escape(command_line(question.spec, out))}\n")
+        print(table)  # format_table escapes every cell
+    shown = escape(out)
+    print(f"\nEvery field of every event is in {shown}: try `wideevents tail {shown}` or your own "
           "`wideevents query`; examples/honeycomb.md shows the same questions in Honeycomb.")
     wideevents.shutdown(timeout=5.0)
     return 0

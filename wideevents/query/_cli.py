@@ -2,8 +2,15 @@
 
 ``query`` runs a Honeycomb-style query over JSON-lines files (or in Honeycomb with
 ``--honeycomb DATASET``) and prints an aligned table, HEATMAPs as text histograms, or
-``--json``; ``--link`` prints the Honeycomb UI link for the same query. ``tail`` follows
-a file and pretty-prints new events through structlog's ConsoleRenderer.
+``--json``; ``--link`` prints the Honeycomb UI link for the same query. Lines of the
+files that are not JSON objects are counted: a ``note:`` line under the table, and
+``skipped_lines`` in ``--json``. ``tail`` prints the last events that pass its filters and
+follows the file (``_tail``), pretty-printing each through structlog's ConsoleRenderer.
+
+Everything printed for people (cells, headers, histogram titles, tail's events, error
+messages) goes through :mod:`wideevents._core.terminal`: control, C1 and bidi characters
+show as escapes (``\\x1b``, ``\\u202e``), never raw. ``--json`` is JSON with every
+non-ASCII character escaped by the encoder.
 """
 
 from __future__ import annotations
@@ -12,11 +19,11 @@ import argparse
 import json
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from wideevents._core.env import env
+from wideevents._core.terminal import console_fields, escape, show_value
 from wideevents._errors import ConfigurationError
 
 __all__ = ["add_query_parser", "add_tail_parser", "format_table", "run_query", "run_tail"]
@@ -31,7 +38,9 @@ def add_query_parser(subparsers: Any) -> argparse.ArgumentParser:
         "query",
         help="run a Honeycomb-style query over JSON-lines event files",
         description="Honeycomb-style query over JSON-lines files (globs and .gz welcome), with "
-        "sample-rate weighting. Example: wideevents query events.jsonl --calc COUNT "
+        "sample-rate weighting. Lines that are not JSON objects are skipped and counted (a "
+        "note under the table; skipped_lines in --json). Control characters in values are "
+        "shown escaped. Example: wideevents query events.jsonl --calc COUNT "
         "--calc 'P99(duration_ms)' --breakdown model.version --where 'error = true'",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="JSON-lines files or globs")
@@ -59,8 +68,11 @@ def add_query_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--start-time", type=int, metavar="UNIX")
     p.add_argument("--end-time", type=int, metavar="UNIX")
     p.add_argument("--spec", metavar="FILE", help="a Honeycomb query spec (JSON); flags override")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--no-cache", action="store_true", help="do not keep a columnar copy")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON (rows, series, complete, skipped_lines)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not keep a columnar copy (the cache: $WIDEEVENTS_CACHE_DIR, else "
+                   "~/.cache/wideevents/query; it deletes only entries it created)")
     p.add_argument("--honeycomb", metavar="DATASET", help="run in Honeycomb (Enterprise plan)")
     p.add_argument("--link", action="store_true", help="print the Honeycomb query link")
     p.add_argument("--team", help="Honeycomb team slug (for --link)")
@@ -76,12 +88,18 @@ def add_tail_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tail`` (handler: :func:`run_tail`)."""
     p = subparsers.add_parser(
         "tail", help="follow an event file and pretty-print new events",
-        description="Follow a JSON-lines event file and pretty-print events as they arrive.",
+        description="Print the last events of a JSON-lines event file that pass the filters, "
+        "then follow it and pretty-print events as they arrive. Lines that are not JSON "
+        "objects are skipped and reported on stderr; control characters in values are "
+        "shown escaped.",
     )  # fmt: skip
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--where", action="append", default=[], metavar="'COLUMN OP VALUE'")
+    p.add_argument("--where", action="append", default=[], metavar="'COLUMN OP VALUE'",
+                   help="show only events that pass (applied before -n takes the last N)")
     p.add_argument("--any", action="store_true", help="combine --where filters with OR")
-    p.add_argument("-n", "--lines", type=int, default=10, help="events to show first (default 10)")
+    p.add_argument("-n", "--lines", type=int, default=10,
+                   help="matching events to show first (default 10); read from the end of "
+                   "the file in blocks")
     p.add_argument("--no-follow", action="store_true", help="print and exit")
     p.add_argument("--max-events", type=int, help="exit after printing this many events")
     p.add_argument("--interval", type=float, default=0.2, help=argparse.SUPPRESS)
@@ -133,7 +151,7 @@ def run_query(args: argparse.Namespace, out: TextIO | None = None) -> int:
         elif args.files:
             result = run_local(query, args.files, cache=not args.no_cache)
     except QueryError as exc:
-        print(f"wideevents query: {exc}", file=sys.stderr)
+        print(f"wideevents query: {escape(str(exc))}", file=sys.stderr)
         return 1
     link = None
     if args.link:
@@ -146,7 +164,8 @@ def run_query(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.json:
         doc: dict[str, Any] = {"query": query.to_json()}
         if result is not None:
-            doc |= {"rows": result.rows, "series": result.series, "complete": result.complete}
+            doc |= {"rows": result.rows, "series": result.series, "complete": result.complete,
+                    "skipped_lines": result.skipped_lines}  # fmt: skip
         if link:
             doc["link"] = link
         out.write(json.dumps(doc, indent=2, default=str) + "\n")
@@ -171,8 +190,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, Mapping) and "buckets" in value:
         return _sparkline([b["count"] for b in value["buckets"]])
     if isinstance(value, (list, Mapping)):
-        return json.dumps(value)
-    return str(value)
+        try:
+            return escape(json.dumps(value, ensure_ascii=False))
+        except (TypeError, ValueError, RecursionError):  # e.g. nested too deeply to print
+            return show_value(value)
+    return escape(str(value))
 
 
 def _sparkline(counts: Sequence[float]) -> str:
@@ -199,6 +221,7 @@ def _table(
 ) -> list[str]:
     header = [*lead, *columns]
     body = [[_cell(r.get(c)) for c in header] for r in rows]
+    header = [escape(h) for h in header]
     numeric = [all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
                    for r in rows if r.get(c) is not None) for c in header]  # fmt: skip
     return _align(header, body, numeric)
@@ -229,11 +252,19 @@ def format_table(result: Any, query: Any) -> str:
     lines = _table(result.rows, keys, list(query.breakdowns))
     if not result.rows:
         lines.append("(no rows)")
+    skipped = getattr(result, "skipped_lines", 0)
+    if skipped:
+        lines.append(
+            f"note: skipped {skipped} line{'s' if skipped != 1 else ''} that "
+            f"{'are' if skipped != 1 else 'is'} not a JSON object (malformed, truncated, "
+            "invalid UTF-8, or not an object); they are in no row"
+        )
     for calc in (c for c in query.calculations if c.op == "HEATMAP"):
         for row in result.rows[:10]:
-            where = ", ".join(f"{b}={_cell(row.get(b))}" for b in query.breakdowns)
+            where = ", ".join(f"{escape(b)}={_cell(row.get(b))}" for b in query.breakdowns)
             buckets = (row.get(calc.key) or {}).get("buckets", [])
-            lines += [""] + _histogram(f"{calc.key}{' — ' + where if where else ''}", buckets)
+            title = f"{escape(calc.key)}{' — ' + where if where else ''}"
+            lines += [""] + _histogram(title, buckets)
     if result.series:
         plain = [k for k in keys if not k.startswith("HEATMAP(")]
         points = [{"time": p["time"], **p["data"]} for p in result.series]
@@ -245,55 +276,14 @@ def format_table(result: Any, query: Any) -> str:
 # --- tail ------------------------------------------------------------------------------------
 
 
-def _follow(path: str, lines: int, follow: bool, interval: float) -> Iterator[dict[str, Any]]:
-    """The last ``lines`` events of the file, then new ones as they are appended (a
-    truncated or replaced file is read again from its start)."""
-    with open(path, "rb") as f:
-        tail = f.read().splitlines(keepends=True)
-        partial = tail.pop() if tail and not tail[-1].endswith(b"\n") else b""
-        for raw in tail[max(0, len(tail) - lines) :] if lines > 0 else []:
-            yield from _decode(raw)
-        position, inode = f.tell() - len(partial), os.fstat(f.fileno()).st_ino
-    buffer = partial
-    while follow:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            time.sleep(interval)
-            continue
-        if st.st_ino != inode or st.st_size < position:
-            position, inode, buffer = 0, st.st_ino, b""
-        if st.st_size == position:
-            time.sleep(interval)
-            continue
-        with open(path, "rb") as f:
-            f.seek(position)
-            chunk = f.read()
-        position += len(chunk)
-        *complete, buffer = (buffer + chunk).split(b"\n")
-        for raw in complete:
-            yield from _decode(raw)
-
-
-def _decode(raw: bytes) -> Iterator[dict[str, Any]]:
-    try:
-        event = json.loads(raw)
-    except ValueError:
-        return
-    if isinstance(event, dict):
-        yield event
-
-
 def _renderer(stream: TextIO) -> Callable[[dict[str, Any]], str]:
     from structlog.dev import ConsoleRenderer
 
     render = ConsoleRenderer(colors=stream.isatty())
 
     def to_text(event: dict[str, Any]) -> str:
-        fields = dict(event)
-        shown = {"timestamp": fields.pop("timestamp", ""), "event": fields.pop("name", "event"),
-                 "level": "error" if fields.get("error") is True else "info"}  # fmt: skip
-        return str(render(None, "info", {**shown, **fields}))
+        level = "error" if event.get("error") is True else "info"
+        return str(render(None, "info", console_fields(event, level=level)))
 
     return to_text
 
@@ -301,6 +291,7 @@ def _renderer(stream: TextIO) -> Callable[[dict[str, Any]], str]:
 def run_tail(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Handler of ``wideevents tail``; returns the exit code."""
     from wideevents._filter import compile_filter
+    from wideevents.query._tail import Skipped, tail_events
     from wideevents.query._text import parse_where
 
     out = out or sys.stdout
@@ -309,9 +300,17 @@ def run_tail(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise ConfigurationError(f"no such file: {args.file}")
     if args.max_events is not None and args.max_events < 1:
         raise ConfigurationError("--max-events must be at least 1")
+    if args.lines < 0:
+        raise ConfigurationError(f"-n/--lines must be 0 or more, got {args.lines}")
     render, shown = _renderer(out), 0
-    for event in _follow(args.file, args.lines, not args.no_follow, args.interval):
-        if not keep(event):
+    events = tail_events(args.file, args.lines, keep, not args.no_follow, args.interval)
+    for event in events:
+        if isinstance(event, Skipped):
+            what = ("a line that is not a JSON object" if event.count == 1
+                    else f"{event.count} lines that are not JSON objects")  # fmt: skip
+            print(f"wideevents tail: skipped {what} (malformed, truncated, invalid UTF-8, "
+                  "nested too deeply, not an object, or over 16 MB)",
+                  file=sys.stderr, flush=True)  # fmt: skip
             continue
         out.write(render(event) + "\n")
         out.flush()

@@ -5,10 +5,20 @@ queries" permission; it covers only the last 7 days and allows about 10 result r
 per minute (a 429 reply carries no ``Retry-After``, so the client backs off on its
 own). :func:`query_url` needs no API at all and works on every plan: it builds the link
 that opens the query in Honeycomb's UI.
+
+The key goes only to the configured host: a redirect is never followed (urllib would
+resend every header, the key included, to wherever the reply points, https to http
+included); it is a :class:`QueryError` naming the location with its secret-looking parts
+masked (the key itself, then :func:`wideevents._core.secrets.mask`: userinfo, query
+values, fragment, key-shaped tokens); error bodies quoted in messages are masked alike.
+Reply bodies are read in bounded memory: at most :data:`MAX_RESULT_BYTES` for a query
+result (``GET /1/query_results/...``), :data:`MAX_REPLY_BYTES` for the other replies; a
+longer body is a QueryError, and the overall deadline applies while a body trickles in.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -17,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from wideevents._core.env import env
+from wideevents._core.secrets import mask
 from wideevents._errors import ConfigurationError
 from wideevents.query._model import (
     Query,
@@ -26,9 +37,18 @@ from wideevents.query._model import (
     check_granularity,
 )
 
-__all__ = ["DEFAULT_API_HOST", "HoneycombQueryClient", "query_url"]
+__all__ = [
+    "DEFAULT_API_HOST",
+    "MAX_REPLY_BYTES",
+    "MAX_RESULT_BYTES",
+    "HoneycombQueryClient",
+    "query_url",
+]
 
 DEFAULT_API_HOST: Final = "https://api.honeycomb.io"
+MAX_RESULT_BYTES: Final = 50 * 1024 * 1024  # query results: up to 10,000 rows, and series
+MAX_REPLY_BYTES: Final = 256 * 1024  # created queries (the spec echoed back), result ids
+_READ_CHUNK: Final = 64 * 1024
 _HONEYCOMB_DEFAULT_RANGE: Final = 7200
 _USER_AGENT: Final = "wideevents-query"
 
@@ -169,6 +189,9 @@ class HoneycombQueryClient:
                    "Accept": "application/json"}  # fmt: skip
         if data is not None:
             headers["Content-Type"] = "application/json"
+        cap = MAX_RESULT_BYTES if path.startswith("/1/query_results/") and method == "GET" \
+            else MAX_REPLY_BYTES  # fmt: skip
+        opener = urllib.request.build_opener(_no_redirect_handler())
         delay = self.poll_interval
         while True:
             left = deadline - time.monotonic()
@@ -178,13 +201,21 @@ class HoneycombQueryClient:
                 self.api_host + path, data=data, headers=headers, method=method
             )
             try:
-                with urllib.request.urlopen(
-                    request, timeout=min(self.request_timeout, left)
-                ) as response:
-                    return _json_object(response.read(), method, path)
+                with opener.open(request, timeout=min(self.request_timeout, left)) as response:
+                    raw = _read_capped(response, cap, deadline, method, path)
+                    return _json_object(raw, method, path)
             except urllib.error.HTTPError as exc:
                 status, text = exc.code, _error_text(exc)
+                location = exc.headers.get("Location") if exc.headers is not None else None
                 exc.close()
+                if 300 <= status < 400:
+                    raise QueryError(
+                        f"{method} {path} -> HTTP {status}: Honeycomb answered with a redirect "
+                        f"to {_masked(location, request.full_url, self.__key)}; redirects are "
+                        "not followed (the API key would go with them): set "
+                        "HONEYCOMB_API_HOST (or api_host=) to the host that serves the API",
+                        status=status,
+                    ) from None
                 if status == 429 or status >= 500:
                     # No Retry-After from Honeycomb: exponential backoff with jitter.
                     self._wait(delay * (1 + random.random() / 2), deadline, f"{method} {path}")
@@ -199,10 +230,64 @@ class HoneycombQueryClient:
                 ) from None
 
 
+@functools.cache
+def _no_redirect_handler() -> type:
+    """A handler refusing redirects (built on first use: urllib.request is heavy)."""
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        """Refuse every redirect: urlopen then raises the 3xx reply as an HTTPError."""
+
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return NoRedirect
+
+
+def _masked(location: str | None, base: str, key: str) -> str:
+    """A redirect target fit for a message: made absolute against the request's URL (where
+    urllib would have gone), the key replaced by ``***``, then the shared masking of
+    :func:`wideevents._core.secrets.mask` (userinfo, query values, fragment, key-shaped
+    tokens)."""
+    if not location:
+        return "(no Location header)"
+    try:
+        target = urllib.parse.urljoin(base, location[:2000])
+    except ValueError:
+        target = location[:2000]
+    return repr(mask(target.replace(key, "***"), limit=300))
+
+
+def _read_capped(response: Any, cap: int, deadline: float, method: str, path: str) -> bytes:
+    """The reply body, at most ``cap`` bytes, read before ``deadline``."""
+    length = response.headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) > cap:
+        raise QueryError(_too_large(method, path, cap))
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = response.read(_READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > cap:
+            raise QueryError(_too_large(method, path, cap))
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise QueryTimeout(f"{method} {path}: Honeycomb's reply did not arrive in time")
+
+
+def _too_large(method: str, path: str, cap: int) -> str:
+    return (
+        f"{method} {path}: Honeycomb's reply is larger than {cap // 1024} KB, more than a "
+        "reply to this request can be; not reading it (ask for fewer rows with --limit)"
+    )
+
+
 def _json_object(raw: bytes, method: str, path: str) -> dict[str, Any]:
     try:
         value = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         raise QueryError(f"{method} {path}: Honeycomb sent a reply that is not JSON") from None
     if not isinstance(value, dict):
         raise QueryError(f"{method} {path}: Honeycomb sent an unexpected reply")
@@ -225,11 +310,11 @@ def _error_text(exc: Any) -> str:
     text = raw.decode("utf-8", "replace")
     try:
         parsed = json.loads(text)
-    except ValueError:
-        return text[:300]
+    except (ValueError, RecursionError):
+        return mask(text, limit=300)
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-        return str(parsed["error"])[:300]
-    return text[:300]
+        return mask(str(parsed["error"]), limit=300)
+    return mask(text, limit=300)
 
 
 def _explain(status: int, method: str, path: str, text: str) -> str:

@@ -51,7 +51,10 @@ def expand_paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         text = os.fspath(item)
         if os.path.isdir(text):
             raise ConfigurationError(f"{text} is a directory; pass a glob such as {text}/*.jsonl")
-        matches = sorted(glob.glob(text, recursive=True)) if glob.has_magic(text) else [text]
+        # A file that exists under this very name is that file, even when its name has
+        # glob characters in it (x[1].jsonl must not read x1.jsonl).
+        literal = os.path.isfile(text) or not glob.has_magic(text)
+        matches = [text] if literal else sorted(glob.glob(text, recursive=True))
         matches = [m for m in matches if os.path.isfile(m)]
         if not matches:
             raise ConfigurationError(f"no file matches {text!r}")
@@ -141,6 +144,7 @@ class _Run:
             fields.append(duration_field)
         fields = list(dict.fromkeys(fields))
         parts = [store.columns(f, fields, [timestamp_field] if needs_time else []) for f in files]
+        self.skipped_lines = sum(p.skipped for p in parts)
         combined = {f: combined_kind(parts, f) for f in fields}
         self.kinds: dict[str, ColumnKind] = {f: kind for f, (kind, _) in combined.items()}
         self.alias = {f: alias(n) for n, f in enumerate(fields)}
@@ -189,7 +193,7 @@ class _Run:
     @staticmethod
     def _decoder(kind: ColumnKind) -> Any:
         if kind in ("json", "other"):
-            return lambda v: None if v is None else json.loads(v)
+            return _decode_json
         return lambda v: v
 
     def _plan(self, series: bool) -> Plan:
@@ -290,7 +294,8 @@ class _Run:
                 {"time": rfc3339(t, fraction=False), "data": self._row(key[:-1], values)}
                 for t, _, key, values in entries
             ]
-        return QueryResult(rows=[r for _, r in ordered], series=series, complete=True)
+        return QueryResult(rows=[r for _, r in ordered], series=series, complete=True,
+                           skipped_lines=self.skipped_lines)  # fmt: skip
 
     def _row(self, key: Key, values: Mapping[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -306,6 +311,30 @@ class _Run:
                 value = value if value is not None else {"buckets": []}
             row[calc.key] = value
         return row
+
+
+_MAX_DEPTH = 100
+
+
+def _decode_json(text: str | None) -> Any:
+    """A breakdown value of a JSON column; a list or object nested more than 100 levels
+    stays its JSON text (a string), so that neither parsing it nor printing it can raise
+    RecursionError."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return text
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > _MAX_DEPTH:
+                return text
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return value
 
 
 def _number(value: Any) -> int | float:

@@ -377,6 +377,11 @@ class Query:
                 spec = json.loads(spec)
             except ValueError as exc:
                 raise ConfigurationError(f"query spec is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise ConfigurationError(
+                    "query spec is nested too deeply to read; a spec is a flat JSON object "
+                    'such as {"calculations": [{"op": "COUNT"}]}'
+                ) from None
         if not isinstance(spec, Mapping):
             raise ConfigurationError("a query spec must be a JSON object")
         _check_keys(spec, set(_FIELDS), "query spec")
@@ -414,9 +419,13 @@ def check_granularity(granularity: int, span: float) -> None:
 class QueryResult:
     """Rows keyed like Honeycomb's results, the time series when granularity was set, and
     whether the result is complete. ``query_url`` links to the query in Honeycomb's UI
-    when the result came from Honeycomb."""
+    when the result came from Honeycomb. ``skipped_lines`` (local queries): lines of the
+    files that are not JSON objects and so are in no row (malformed or truncated JSON,
+    invalid UTF-8, a lone surrogate escape, an array or a scalar);
+    ``complete`` stays True, as the query did run over everything that could be read."""
 
     rows: list[dict[str, Any]]
     series: list[dict[str, Any]] | None = None
     complete: bool = True
     query_url: str | None = None
+    skipped_lines: int = 0

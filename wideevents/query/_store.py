@@ -19,9 +19,20 @@ Unix seconds parsed from RFC 3339 text (or taken from a number).
 Columns are fetched on demand: a query reads, in one pass over the file, only the fields
 no earlier query fetched, and writes them as one Parquet *part*. A file's parts line up
 row by row, so they are combined with DuckDB's POSITIONAL JOIN. Parts live in
-``<cache_dir>/<hash of path>/`` with a ``manifest.json`` keyed by the file's size and
+``<cache_dir>/v3-<hash of path>/`` with a ``manifest.json`` keyed by the file's size and
 mtime: when the file changes, its cache starts over. With no cache directory, parts are
 temporary tables of the query's own connection.
+
+How fields are addressed: the fast reader is ``read_json`` with ``records = true`` and one
+JSON column per field (left to auto-detection, a single column, or a line that is not an
+object, made DuckDB return each whole line as the "column"); the robust reader extracts
+by JSON Pointer (RFC 6901: ``/`` + the key with ``~`` as ``~0`` and ``/`` as ``~1``),
+which names any key exactly: empty, ``$``, ``.``, ``"``, ``[``, ``*``, backslash, spaces,
+non-ASCII, controls; keys differing only in case stay apart in both readers. Lines that
+are not JSON objects are skipped and counted (``skipped`` in the manifest).
+
+The cache directory holds only entries it can prove it created (``_cachedir``); any
+other directory there is never deleted nor used.
 """
 
 from __future__ import annotations
@@ -31,8 +42,7 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
-import time
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -43,10 +53,18 @@ from typing import Any, Final
 from wideevents._core.env import env
 from wideevents._core.log import log_once
 from wideevents._filter import ColumnKind, quote_identifier, sql_literal
+from wideevents.query._cachedir import PART, clear, create_entry, is_entry, prune
+from wideevents.query._model import QueryError
 
-__all__ = ["ColumnStore", "FileColumns", "combined_kind", "default_cache_dir"]
+__all__ = [
+    "ColumnStore",
+    "FileColumns",
+    "combined_kind",
+    "default_cache_dir",
+    "duckdb_path",
+]
 
-_FORMAT: Final = 2
+_FORMAT: Final = 3
 _MAX_OBJECT: Final = 64 * 1024 * 1024  # Honeycomb's event limit is 1 MB; be generous
 _SAMPLE_LINES: Final = 1000
 _SAMPLE_BYTES: Final = 4 * 1024 * 1024
@@ -66,11 +84,13 @@ def default_cache_dir() -> Path:
 @dataclass
 class FileColumns:
     """One file's fields as SQL: ``source`` is a FROM-clause item; ``entries[field]``
-    holds the alias, primary ``kind`` and non-null counts (``typed``, ``rest``)."""
+    holds the alias, primary ``kind`` and non-null counts (``typed``, ``rest``);
+    ``skipped`` counts the lines that are not JSON objects."""
 
     source: str
     entries: dict[str, dict[str, Any]]
     time_aliases: dict[str, str]
+    skipped: int = 0  # lines of the file that are not JSON objects (not in ``source``)
 
     def expression(self, field: str, kind: ColumnKind, integers: bool) -> str:
         """The field's value in this file as the query-wide ``kind`` (``integers``: the
@@ -135,12 +155,15 @@ def sample_kinds(path: str, fields: Iterable[str]) -> dict[str, str]:
     try:
         opener: Any = gzip.open if path.endswith(".gz") else open
         with opener(path, "rb") as f:
-            for n, line in enumerate(f):
-                if n >= _SAMPLE_LINES or f.tell() > _SAMPLE_BYTES:
-                    break
+            budget = _SAMPLE_BYTES  # never more than this in memory, whatever the lines
+            for _ in range(_SAMPLE_LINES):
+                line = f.readline(budget)
+                budget -= len(line)
+                if not line or (budget <= 0 and not line.endswith(b"\n")):
+                    break  # the end, or a line longer than what is left to sample
                 try:
                     event = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):  # not JSON, or nested too deep for Python
                     continue
                 if isinstance(event, dict):
                     for field, counter in seen.items():
@@ -181,8 +204,34 @@ def _time(raw: str, head: str, alias: str) -> str:
     )
 
 
-def _json_path(field: str) -> str:
-    return "$." + json.dumps(field)
+def _json_pointer(field: str) -> str:
+    """RFC 6901: the member ``field`` of the root object, whatever its characters."""
+    return "/" + field.replace("~", "~0").replace("/", "~1")
+
+
+_GLOB: Final = re.compile(r"[*?\[]")
+
+
+def duckdb_path(path: str) -> str:
+    """``path`` as DuckDB's file readers take it literally. They expand glob patterns, so a
+    file named ``x[1].jsonl`` would read ``x1.jsonl`` and ``*.jsonl`` every file beside it:
+    ``*``, ``?`` and ``[`` become one-character classes. QueryError for what DuckDB cannot
+    name (a backslash beside glob characters, a name that is not valid UTF-8)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryError(
+            f"cannot read {path.encode('utf-8', 'backslashreplace').decode()}: DuckDB cannot "
+            "open a file name that is not valid UTF-8; rename it"
+        ) from None
+    if _GLOB.search(path) is None:
+        return path
+    if "\\" in path:
+        raise QueryError(
+            f"cannot read {path}: DuckDB cannot open a path with both a backslash and one of "
+            "* ? [ in it; rename the file or its directory"
+        )
+    return _GLOB.sub(lambda m: f"[{m.group()}]", path)
 
 
 class _Unstable(Exception):
@@ -192,7 +241,7 @@ class _Unstable(Exception):
 def _fresh(path: str, st: os.stat_result) -> dict[str, Any]:
     return {
         "format": _FORMAT, "path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-        "rows": None, "next": 0, "columns": {}, "times": {},
+        "rows": None, "skipped": None, "strict": True, "next": 0, "columns": {}, "times": {},
     }  # fmt: skip
 
 
@@ -215,7 +264,7 @@ class ColumnStore:
             # Earlier parts no longer line up with the file: this query gets one
             # consistent pass of its own, and nothing is cached.
             if directory is not None:
-                _clear(directory)
+                clear(directory)
             manifest, directory = _fresh(path, os.stat(path)), None
             self._memory[path] = manifest
             self._ensure(path, None, manifest, None, wanted, wanted_t)
@@ -226,6 +275,7 @@ class ColumnStore:
             source=scans[0] if len(scans) == 1 else "(" + " POSITIONAL JOIN ".join(scans) + ")",
             entries={f: manifest["columns"][f] for f in wanted},
             time_aliases={f: manifest["times"][f]["alias"] for f in wanted_t},
+            skipped=int(manifest["skipped"] or 0),
         )
 
     def _scan(self, directory: Path | None, part: str | None) -> str:
@@ -233,32 +283,47 @@ class ColumnStore:
             return "(SELECT 1 AS _empty WHERE FALSE)"
         if directory is None:
             return quote_identifier(part)
-        return f"read_parquet({sql_literal(str(directory / part))})"
+        return f"read_parquet({sql_literal(duckdb_path(str(directory / part)))})"
+
+    def _in_memory(self, path: str, st: os.stat_result) -> dict[str, Any]:
+        current = self._memory.get(path)
+        if current is None or [current["size"], current["mtime_ns"]] != [
+            st.st_size,
+            st.st_mtime_ns,
+        ]:
+            self._memory[path] = current = _fresh(path, st)
+        return current
 
     def _manifest(self, path: str, st: os.stat_result) -> tuple[dict[str, Any], Path | None]:
         if self._cache_dir is None:
-            current = self._memory.get(path)
-            if current is None or [current["size"], current["mtime_ns"]] != [
-                st.st_size,
-                st.st_mtime_ns,
-            ]:
-                self._memory[path] = current = _fresh(path, st)
-            return current, None
-        directory = self._cache_dir / hashlib.sha256(path.encode()).hexdigest()[:32]
+            return self._in_memory(path, st), None
+        name = "v3-" + hashlib.sha256(os.fsencode(path)).hexdigest()[:32]
+        directory = self._cache_dir / name
         fresh = _fresh(path, st)
+        if is_entry(directory):
+            try:
+                manifest = json.loads((directory / "manifest.json").read_text())
+                same = all(manifest[k] == fresh[k] for k in ("format", "path", "size", "mtime_ns"))
+                entries = _entries(manifest)
+                if same and all(
+                    isinstance(e["part"], str) and PART.fullmatch(e["part"])
+                    and (directory / e["part"]).is_file()
+                    for e in entries
+                ):
+                    return manifest, directory
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                pass
+            # A changed file, or an unreadable manifest: start over in the same entry.
+            clear(directory)
+            return fresh, directory
+        if os.path.lexists(directory):
+            log_once("query.cache.foreign", "wideevents query cache: %s exists but was not "
+                     "created by wideevents; not using it", directory)  # fmt: skip
+            self._memory[path] = fresh
+            return fresh, None
+        prune(self._cache_dir)
         try:
-            manifest = json.loads((directory / "manifest.json").read_text())
-            same = all(manifest[k] == fresh[k] for k in ("format", "path", "size", "mtime_ns"))
-            if same and all((directory / e["part"]).exists() for e in _entries(manifest)):
-                return manifest, directory
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        # New or changed file, or an unreadable cache: start over for this file.
-        if not directory.exists():
-            _prune(self._cache_dir)
-        _clear(directory)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
+            create_entry(self._cache_dir, name)
         except OSError as exc:
             log_once("query.cache.dir", "wideevents query cache disabled: %s", exc)
             self._memory[path] = fresh
@@ -282,12 +347,18 @@ class ColumnStore:
         aliases = {f: f"c{base + n}" for n, f in enumerate(fields)}
         time_aliases = {f: f"t{base + len(fields) + n}" for n, f in enumerate(time_fields)}
         kinds = sample_kinds(path, fields)
-        part = self._write(path, directory, kinds, time_fields, aliases, time_aliases)
+        part, strict, rejected = self._write(
+            path, directory, kinds, time_fields, aliases, time_aliases, manifest["strict"]
+        )
         counted = "".join(f", count({a}_t), count({a}_r)" for a in aliases.values())
         row = self._con.execute(
             f"SELECT count(*){counted} FROM {self._scan(directory, part)}"
         ).fetchone()
         rows, counts = int(row[0]), [int(v) for v in row[1:]]
+        if rejected:
+            manifest["strict"] = False  # a line the fast reader rejects: skip it next time
+        if manifest["skipped"] is None:
+            manifest["skipped"] = 0 if strict else self._skipped(path)
         if st is not None:
             after = os.stat(path)
             moved = (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns)
@@ -313,13 +384,21 @@ class ColumnStore:
         time_fields: list[str],
         aliases: dict[str, str],
         time_aliases: dict[str, str],
-    ) -> str:
-        """One pass over the file into a new part; the strict fast reader first, then the
-        robust one if DuckDB rejects a line."""
+        try_strict: bool,
+    ) -> tuple[str, bool, bool]:
+        """One pass over the file into a new part; the strict fast reader first (unless an
+        earlier pass found a line it rejects), then the robust one. Returns the part's name,
+        whether the strict reader wrote it (then every line was a JSON object) and whether
+        it rejected the file."""
         part = f"p{uuid.uuid4().hex[:12]}" + (".parquet" if directory is not None else "")
         names = list(dict.fromkeys([*kinds, *time_fields]))
         lowered = [n.lower() for n in names]
-        strict_ok = bool(names) and len(set(lowered)) == len(lowered)
+        # The strict reader's columns are a struct: names must be non-empty and distinct
+        # regardless of case (DuckDB's binder folds case there, not in the data).
+        strict_ok = (
+            try_strict and bool(names) and all(names) and len(set(lowered)) == len(lowered)
+        )
+        rejected = False
         for strict in (True, False) if strict_ok else (False,):
             select = self._select(path, names, kinds, aliases, time_aliases, strict=strict)
             try:
@@ -331,11 +410,30 @@ class ColumnStore:
                         f"COPY ({select}) TO {sql_literal(str(tmp))} (FORMAT parquet)"
                     )
                     os.replace(tmp, directory / part)
-                return part
-            except Exception:  # duckdb.InvalidInputException: malformed JSON
-                if not strict:
-                    raise
+                return part, strict, rejected
+            except Exception as exc:  # duckdb.InvalidInputException: malformed JSON
+                if strict:
+                    rejected = True
+                    continue
+                if "maximum_object_size" in str(exc):
+                    raise QueryError(
+                        f"cannot read {path}: it has a line longer than DuckDB reads (the "
+                        f"limit is {_MAX_OBJECT // 2**20} MB, enforced past about twice that); "
+                        "remove or split that line"
+                    ) from None
+                raise
         raise AssertionError("unreachable")
+
+    def _skipped(self, path: str) -> int:
+        """Lines of ``path`` that are not JSON objects (blank lines are not counted): not
+        JSON, a truncated line, invalid UTF-8, a lone surrogate escape, an array or a
+        scalar."""
+        row = self._con.execute(
+            "SELECT count(*) FILTER (WHERE json IS NULL OR json_type(json) <> 'OBJECT') FROM "
+            f"read_ndjson_objects({sql_literal(duckdb_path(path))}, ignore_errors = true,"
+            f" maximum_object_size = {_MAX_OBJECT})"
+        ).fetchone()
+        return int(row[0])
 
     def _save(self, directory: Path, manifest: dict[str, Any]) -> None:
         tmp = directory / f"manifest.{uuid.uuid4().hex[:8]}.tmp"
@@ -378,55 +476,23 @@ class ColumnStore:
         )
 
     def _reader(self, path: str, names: list[str], *, strict: bool) -> str:
+        source = sql_literal(duckdb_path(path))
         if strict:
+            # records = true: auto-detection reads a single JSON column as the whole line.
             spec = ", ".join(f"{sql_literal(n)}: 'JSON'" for n in names)
             return (
-                f"read_json({sql_literal(path)}, format = 'newline_delimited',"
+                f"read_json({source}, format = 'newline_delimited', records = true,"
                 f" columns = {{{spec}}}, maximum_object_size = {_MAX_OBJECT})"
             )
         # Robust: malformed lines (a half-written last line) and lines that are not JSON
-        # objects are skipped; field names that differ only by case stay distinct.
-        paths = ", ".join(sql_literal(_json_path(n)) for n in names) or sql_literal("$")
+        # objects are skipped (and counted by _skipped); JSON Pointers name every key exactly.
+        paths = ", ".join(sql_literal(_json_pointer(n)) for n in names) or sql_literal("")
         values = ", ".join(f"v[{n + 1}] AS j{n}" for n in range(len(names)))
         return (
             f"(SELECT {values or '1 AS _row'} FROM (SELECT json_extract(json, [{paths}]) AS v"
-            f" FROM read_ndjson_objects({sql_literal(path)}, ignore_errors = true,"
+            f" FROM read_ndjson_objects({source}, ignore_errors = true,"
             f" maximum_object_size = {_MAX_OBJECT}) WHERE json_type(json) = 'OBJECT'))"
         )
-
-
-def _clear(directory: Path, grace: float = 60.0) -> None:
-    """Remove a file's cached parts, except very recent ones: another process may be
-    writing its first part there right now (its manifest will refer to it)."""
-    try:
-        children = list(directory.iterdir())
-    except OSError:
-        return
-    now = time.time()
-    for child in children:
-        with contextlib.suppress(OSError):
-            if now - child.stat().st_mtime > grace or child.name == "manifest.json":
-                child.unlink()
-
-
-def _prune(root: Path, stale_after: float = 3600.0) -> None:
-    """Drop cached copies of files that no longer exist (temporary files come and go), and
-    leftovers without a manifest; runs when a new file enters the cache."""
-    try:
-        children = [c for c in root.iterdir() if c.is_dir()]
-    except OSError:
-        return
-    now = time.time()
-    for child in children:
-        gone = False
-        try:
-            source = json.loads((child / "manifest.json").read_text())["path"]
-            gone = not os.path.exists(source)
-        except (OSError, ValueError, KeyError, TypeError):
-            with contextlib.suppress(OSError):
-                gone = now - child.stat().st_mtime > stale_after
-        if gone:
-            shutil.rmtree(child, ignore_errors=True)
 
 
 def _entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:

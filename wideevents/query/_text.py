@@ -34,7 +34,7 @@ def parse_value(text: str) -> Any:
     stripped = text.strip()
     try:
         value = json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deeply to be a value: the text itself
         return stripped
     if value is None or isinstance(value, dict):
         return stripped  # null is not a value to compare with: keep the text
