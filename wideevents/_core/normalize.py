@@ -11,11 +11,21 @@ Two steps with different budgets:
   elements lists, longer ones a summary; NaN/Inf ``null``; nested mappings dotted keys;
   datetimes RFC 3339; bytes their length and SHA-256 prefix; anything else a bounded
   ``repr`` that cannot raise.
+
+Both apply the redaction rules of :mod:`.redact` wherever a value's structure is about to
+be lost (docs/reliability.md, "Secrets and redaction"): a container under a secret key
+becomes ``"[REDACTED]"`` as one field (``{"password": {"value": ...}}`` gives
+``password``, never ``password.value``); containers written as JSON text (inside lists,
+deeper than five levels) and reprs are scrubbed first; dataclasses and named tuples
+flatten like mappings; pandas objects keep their labels until the worker redacts their
+secret columns, rows and names. Flat scalars under secret keys are left to the redaction
+step after the user's processors.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as _dt
 import decimal
 import enum
@@ -27,9 +37,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .redact import MAX_KEY_BYTES, REDACTED, Redactor, default_redactor, key_too_long
 from .timefmt import rfc3339
 
-__all__ = ["FieldReport", "Normalizer", "safe_repr", "snapshot"]
+__all__ = ["FieldReport", "Normalizer", "key_too_long", "safe_repr", "snapshot"]
 
 MAX_ARRAY_ITEMS = 128
 MAX_DEPTH = 5
@@ -42,13 +53,7 @@ _PASS_THROUGH: frozenset[type] = frozenset(
     {str, int, float, bool, type(None), bytes, _dt.datetime, _dt.date, _dt.time,
      _dt.timedelta, decimal.Decimal, uuid.UUID, complex}
 )
-MAX_KEY_BYTES = 255
 _SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
-
-
-def key_too_long(key: str) -> bool:
-    """True when a key is longer than MAX_KEY_BYTES in UTF-8 (cut to that length)."""
-    return len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
 
 
 def _enum(value: enum.Enum) -> str:
@@ -78,6 +83,31 @@ def _is_numpy(value: object) -> bool:
     return type(value).__module__ == "numpy"
 
 
+def _is_pandas(t: type) -> bool:
+    """A pandas DataFrame or Series (by name and module: pandas is never imported here)."""
+    if t.__name__ not in ("DataFrame", "Series"):
+        return False
+    module = t.__module__
+    return type(module) is str and module.startswith("pandas")
+
+
+def _fields_of(value: Any) -> dict[str, Any] | None:
+    """A dataclass instance's or named tuple's fields as a mapping, else None."""
+    t = type(value)
+    if isinstance(value, tuple):
+        names = getattr(t, "_fields", None)
+        return dict(zip(names, value)) if type(names) is tuple else None
+    if dataclasses.is_dataclass(t):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return None
+
+
+def _withheld(value: Any) -> str:
+    """The text of a value that could not be copied or converted, secrets redacted."""
+    clean = default_redactor().scrub(value)
+    return clean if type(clean) is str else safe_repr(clean)
+
+
 def snapshot(value: Any, depth: int = 0) -> Any:
     """A copy of ``value`` that later mutation of the caller's objects cannot change."""
     t = type(value)
@@ -88,19 +118,24 @@ def snapshot(value: Any, depth: int = 0) -> Any:
             if _SCALAR_TYPES.issuperset(map(type, value)):
                 return list(value)  # the common case: a flat list of scalars
             if depth >= _SNAPSHOT_DEPTH:
-                return safe_repr(value)
+                return default_redactor().scrub(value)  # a copy, bounded, secrets out
             return [snapshot(v, depth + 1) for v in value]
         if t is dict:
             if depth >= _SNAPSHOT_DEPTH:
-                return safe_repr(value)
+                return default_redactor().scrub(value)
             return {k: snapshot(v, depth + 1) for k, v in value.items()}
         if t.__module__ == "numpy":
             # ndarray: copy; numpy scalars are immutable.
             copy = getattr(value, "copy", None)
             return copy() if t.__name__ == "ndarray" and copy is not None else value
+        if _is_pandas(t):
+            # Keep the labels (column, index and Series names count as keys for redaction).
+            return value.copy(deep=True) if hasattr(value, "copy") else _to_numpy(value)
+        if isinstance(value, tuple) and type(getattr(t, "_fields", None)) is tuple:
+            value = _fields_of(value)  # a named tuple: its field names are keys
         if isinstance(value, (list, tuple, collections.deque)):
             if depth >= _SNAPSHOT_DEPTH:
-                return safe_repr(value)
+                return default_redactor().scrub(value)
             return [snapshot(v, depth + 1) for v in value]
         if isinstance(value, (set, frozenset, bytearray, memoryview)):
             return bytes(value) if not isinstance(value, (set, frozenset)) else list(value)
@@ -108,12 +143,12 @@ def snapshot(value: Any, depth: int = 0) -> Any:
             return _enum(value)
         if isinstance(value, Mapping):
             if depth >= _SNAPSHOT_DEPTH:
-                return safe_repr(value)
+                return default_redactor().scrub(value)
             return {k: snapshot(v, depth + 1) for k, v in value.items()}
         if hasattr(value, "__array__") or hasattr(value, "numpy"):
             return _to_numpy(value)
     except BaseException:  # noqa: BLE001 - user objects may raise anywhere
-        return safe_repr(value)
+        return _withheld(value)
     return value
 
 
@@ -169,8 +204,10 @@ def fix_surrogates(text: str) -> str:
 class Normalizer:
     """Flatten and make JSON-safe one event's fields (worker thread)."""
 
-    def __init__(self, *, max_string_bytes: int = 65_536) -> None:
+    def __init__(self, *, max_string_bytes: int = 65_536, redactor: Redactor | None = None
+                 ) -> None:
         self.max_string_bytes = max_string_bytes
+        self._redactor = redactor if redactor is not None else default_redactor()
         # A str of n chars is at most 4n UTF-8 bytes: shorter ones never need measuring.
         self._short = max_string_bytes // 4
 
@@ -195,6 +232,7 @@ class Normalizer:
         else:
             return fields
         out: dict[str, Any] = {}
+        secret_key = self._redactor.is_secret_key
         for k, v in fields.items():
             if type(k) is str and not (len(k) > MAX_KEY_BYTES // 4 and key_too_long(k)):
                 key = k
@@ -202,6 +240,9 @@ class Normalizer:
                 key = self._key(k)
                 if type(k) is str and key != k:
                     report.truncated.append((key, "key_too_long"))
+                if secret_key(k):  # judged before the cut (or conversion) hides its name
+                    out[key] = REDACTED
+                    continue
             self._value(key, v, out, report, 0)
         return out
 
@@ -219,7 +260,8 @@ class Normalizer:
         except _Expanded:
             pass
         except BaseException:  # noqa: BLE001 - never let a user value escape as an exception
-            out[key] = safe_repr(v)
+            clean = self._redactor.scrub(v)  # its repr must not show what it holds
+            out[key] = clean if type(clean) is str else safe_repr(clean)
             report.truncated.append((key, "unrepresentable"))
 
     def _string(self, key: str, v: str, report: FieldReport) -> str:
@@ -243,6 +285,10 @@ class Normalizer:
                 return v
             report.nonfinite.append(key)
             return None
+        if self._redactor.is_secret(key):
+            # A container (or any non-scalar) under a secret key: the whole value, one field
+            # (flat scalars are left to the redaction step after the processors).
+            return REDACTED
         if t.__module__ == "numpy":
             if t.__name__ == "ndarray":
                 return self._array(key, v, out, report)
@@ -265,7 +311,11 @@ class Normalizer:
         if isinstance(v, Mapping):
             self._mapping(key, v, out, report, depth + 1)
             raise _Expanded
-        if isinstance(v, (list, tuple, set, frozenset)):
+        as_fields = _fields_of(v)
+        if as_fields is not None:  # a dataclass or named tuple: flattened like a mapping
+            self._mapping(key, as_fields, out, report, depth + 1)
+            raise _Expanded
+        if isinstance(v, (list, tuple, set, frozenset, collections.deque)):
             return self._list(key, list(v), out, report, depth)
         if isinstance(v, (bytes, bytearray, memoryview)):
             raw = bytes(v)
@@ -298,6 +348,10 @@ class Normalizer:
             return str(v)
         if isinstance(v, complex):
             return str(v)
+        if _is_pandas(t):
+            v = self._redactor.scrub(v)  # secret columns, rows and names, before any array
+            if type(v) is str:
+                return v
         if hasattr(v, "__array__") or (hasattr(v, "numpy") and callable(v.numpy)):
             return self._array(key, _to_numpy(v), out, report)
         text = safe_repr(v)
@@ -309,24 +363,36 @@ class Normalizer:
             out[prefix] = self._string(prefix, self._as_json_string(mapping), report)
             report.truncated.append((prefix, "depth"))
             return
+        secret_key = self._redactor.is_secret_key
         for k, v in mapping.items():
             key = f"{prefix}.{k if type(k) is str else self._key(k)}"
+            secret = type(k) is not str and secret_key(k)  # b"password", an enum member
             if len(key) > MAX_KEY_BYTES // 4 and key_too_long(key):
+                secret = secret or self._redactor.is_secret(key)  # before the cut hides it
                 key = _utf8_prefix(key, MAX_KEY_BYTES)
                 report.truncated.append((key, "key_too_long"))
+            if secret:
+                out[key] = REDACTED
+                continue
             self._value(key, v, out, report, depth)
 
-    def _as_json_string(self, value: Any) -> str:
+    def _as_json_string(self, value: Any, scrubbed: bool = False) -> str:
+        """A container as JSON text, its secrets redacted first (the text cannot be)."""
         import orjson
 
+        if not scrubbed:
+            value = self._redactor.scrub(value)
         try:
-            return orjson.dumps(value, default=safe_repr, option=orjson.OPT_NON_STR_KEYS |
+            return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS |
                                 orjson.OPT_SERIALIZE_NUMPY).decode()
         except orjson.JSONEncodeError:
             return safe_repr(value)
 
     def _element(self, key: str, v: Any, report: FieldReport) -> Any:
-        """One list element: scalars only (lists are flat); containers become JSON strings."""
+        """One list element: scalars only (lists are flat); containers become JSON strings.
+
+        Callers scrub the whole list first (where ``(name, value)`` pairs are recognised).
+        """
         t = type(v)
         if t is str:
             return self._string(key, v, report)
@@ -338,8 +404,10 @@ class Normalizer:
             if key not in report.nonfinite:
                 report.nonfinite.append(key)
             return None
-        if isinstance(v, (Mapping, list, tuple, set, frozenset)) or type(v).__name__ == "ndarray":
-            return self._string(key, self._as_json_string(v), report)
+        if (isinstance(v, (Mapping, list, tuple, set, frozenset, collections.deque))
+                or type(v).__name__ == "ndarray" or _is_pandas(type(v))
+                or _fields_of(v) is not None):
+            return self._string(key, self._as_json_string(v, scrubbed=True), report)
         try:
             return self._scalar(key, v, {}, report, MAX_DEPTH)
         except _Expanded:  # an array-like inside a list: keep it whole, as a string
@@ -354,6 +422,8 @@ class Normalizer:
                 return self._array(key, np.asarray(items, dtype=float), out, report)
             items = items[:MAX_ARRAY_ITEMS]
             report.truncated.append((key, "list_too_long"))
+        if not _SCALAR_TYPES.issuperset(map(type, items)):
+            items = self._redactor.scrub(items)  # (name, value) pairs are read as headers
         return [self._element(key, x, report) for x in items]
 
     def _array(self, key: str, arr: Any, out: dict[str, Any], report: FieldReport) -> Any:
@@ -361,7 +431,10 @@ class Normalizer:
 
         arr = np.asarray(arr)
         if arr.size <= MAX_ARRAY_ITEMS:
-            return [self._element(key, x, report) for x in arr.ravel().tolist()]
+            items = arr.ravel().tolist()
+            if arr.dtype.kind == "O":
+                items = self._redactor.scrub(items)
+            return [self._element(key, x, report) for x in items]
         report.truncated.append((key, "array_summarised"))
         out[f"{key}.len"] = int(arr.size)
         if arr.dtype.kind in "biuf":
@@ -375,6 +448,17 @@ class Normalizer:
             if finite.size != flat.size:
                 out[f"{key}.nonfinite_count"] = int(flat.size - finite.size)
         raise _Expanded
+
+
+def _json_default(value: Any) -> Any:
+    """What orjson cannot write inside JSON text: bytes as their summary (never their
+    content), pandas objects and array-likes as lists, anything else its bounded repr."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        return f"<{len(raw)} bytes sha256:{hashlib.sha256(raw).hexdigest()[:16]}>"
+    if _is_pandas(type(value)) and hasattr(value, "to_numpy"):
+        return default_redactor().scrub(value.to_numpy().tolist())
+    return safe_repr(value)
 
 
 class _Expanded(Exception):

@@ -15,6 +15,7 @@ be run and tested on any thread.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,6 +46,13 @@ class Tally:
         self.fields_truncated: dict[str, int] = {}
 
 
+def _propagate_interrupt(exc: BaseException) -> None:
+    """Re-raise Ctrl-C on the main thread (a synchronous pipeline runs there); contain the
+    rest: on the worker, a processor's SystemExit must not end the worker silently."""
+    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        raise exc
+
+
 def _bump(counts: dict[str, int], reason: str, n: int = 1) -> None:
     counts[reason] = counts.get(reason, 0) + n
 
@@ -60,20 +68,27 @@ class Preparer:
         self.sampler = sampler
         self.limits = limits or Limits()
         self.redactor = redactor or Redactor()
-        self._normalize = Normalizer(max_string_bytes=self.limits.max_string_bytes)
+        self._normalize = Normalizer(max_string_bytes=self.limits.max_string_bytes,
+                                     redactor=self.redactor)
 
-    def prepare_all(self, chunk: Iterable[tuple[dict[str, Any], int]], tally: Tally
-                    ) -> list[Record]:
+    def prepare_all(self, chunk: Iterable[tuple[dict[str, Any], int]], tally: Tally,
+                    stop: Callable[[], bool] | None = None) -> list[Record]:
         """Prepare each ``(fields, start_ns)``; what is dropped is counted in ``tally``.
 
         Never raises: an event whose preparation fails is dropped as ``internal_error``.
+        ``stop``: checked before each event; once true, the rest is left unprepared (the
+        caller has accounted for it: a pipeline that shut down).
         """
         records: list[Record] = []
         prepare = self.prepare
         for fields, start_ns in chunk:
+            if stop is not None and stop():
+                break
             try:
                 record = prepare(fields, start_ns, tally)
-            except Exception as exc:  # noqa: BLE001 - contained: counted and logged once
+            except BaseException as exc:  # noqa: BLE001 - SystemExit, GreenletExit... too: the
+                # worker must outlive whatever a user's processor, sampler or value raises
+                _propagate_interrupt(exc)
                 log_once(f"pipeline:{type(exc).__name__}", "wideevents: an event could not be "
                          "processed and was dropped: %s", safe_repr(exc, 200))
                 _bump(tally.dropped, "internal_error")
@@ -115,7 +130,8 @@ class Preparer:
         for proc in self.processors:
             try:
                 result = proc(out)
-            except Exception as exc:  # noqa: BLE001 - a user's processor: counted, skipped
+            except BaseException as exc:  # noqa: BLE001 - a user's processor: counted, skipped
+                _propagate_interrupt(exc)
                 _bump(tally.errors, "processor_error")
                 log_once(f"processor:{getattr(proc, '__qualname__', proc)}",
                          "wideevents: processor %s raised %s; it was skipped for this event",
@@ -130,7 +146,8 @@ class Preparer:
         if self.sampler is not None and not self._sample(out, tally):
             _bump(tally.dropped, "sampled")
             return None
-        out = self.redactor(out)
+        # Values are walked for nested secrets only when user code ran after normalising.
+        out = self.redactor(out, walk=bool(self.processors) or self.sampler is not None)
         out = apply_limits(out, self.limits, report)
         out, data = serialize(out, self.limits, report)
         if report:
@@ -144,7 +161,8 @@ class Preparer:
         """Run the sampler; set or multiply ``samplerate``. False means drop."""
         try:
             rate = self.sampler(out)  # type: ignore[misc]
-        except Exception as exc:  # noqa: BLE001 - a user's sampler: counted, event kept
+        except BaseException as exc:  # noqa: BLE001 - a user's sampler: counted, event kept
+            _propagate_interrupt(exc)
             _bump(tally.errors, "sampler_error")
             log_once("sampler-error", "wideevents: the sampler raised %s; the event was kept",
                      safe_repr(exc, 200))
@@ -152,7 +170,7 @@ class Preparer:
         if type(rate) is not int:
             try:
                 rate = int(rate) if rate == rate else 1
-            except Exception:  # noqa: BLE001 - a sampler's odd return value counts as 1
+            except BaseException:  # noqa: BLE001 - a sampler's odd return value counts as 1
                 rate = 1
         if rate <= 0:
             return False

@@ -20,10 +20,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._core.hooks import parent_resolvers
+from .._core.redact import is_secret
 from .._errors import ConfigurationError
 
 __all__ = [
-    "HTTPOptions", "clean_request_id", "method_fields", "mount_template",
+    "HTTPOptions", "clean_request_id", "is_forbidden_header", "method_fields", "mount_template",
     "parse_traceparent", "remote_parent",
     "safe_header_value", "status_error_fields", "walk_routes",
 ]
@@ -33,8 +34,6 @@ __all__ = [
 KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
 )
-# Credentials are never captured, whatever the allowlist says.
-FORBIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE = "0" * 32
@@ -201,6 +200,13 @@ def mount_template(routes: Iterable[Any], scope: dict[str, Any], recorded: Any,
     return None
 
 
+def is_forbidden_header(name: str) -> bool:
+    """True for a header that carries credentials: never captured, whatever the allowlist
+    says. The one redaction rule decides (``wideevents._core.redact``, default names:
+    Authorization, Cookie, X-Api-Key, X-Auth-Token, X-CSRF-Token, ...)."""
+    return is_secret(name)
+
+
 def _header_name(value: object, what: str) -> str:
     if not isinstance(value, str) or not _TOKEN.match(value):
         raise ConfigurationError(
@@ -245,10 +251,11 @@ class HTTPOptions:
         names: list[str] = []
         for h in capture_headers:
             name = _header_name(h, "capture_headers entry")
-            if name in FORBIDDEN_HEADERS:
+            if is_forbidden_header(name):
                 raise ConfigurationError(
-                    f"capture_headers entry {h!r}: credentials headers (Authorization, "
-                    "Proxy-Authorization, Cookie, Set-Cookie) are never captured; remove it"
+                    f"capture_headers entry {h!r}: this header carries credentials (its name "
+                    "is on the redaction list: Authorization, Cookie, X-Api-Key, X-Auth-Token "
+                    "and the like) and is never captured; remove it from capture_headers"
                 )
             if name not in names:
                 names.append(name)
