@@ -3,12 +3,19 @@
 Everything here runs on the request thread, so it is kept to dictionary operations:
 values are snapshotted (not normalised) when added, the timestamp is formatted later by
 the worker, and ``finish`` hands the dict to the pipeline's queue.
+
+Once finished, the dict is the worker's: every write path (``add``, ``[]=``, ``incr``,
+``add_trace``, timers, ``set_timestamp``, the ML helpers via ``add``) checks ``_done`` and
+stores with no call in between, so no other thread's ``finish()`` runs between the two
+(CPython switches threads only at calls and backward jumps; the stores are C dict
+operations on ``str`` keys). A write after ``finish()`` is dropped and counted ``late``.
+In a forked child, an event the parent opened is not sent (the parent sends it).
 """
 
 from __future__ import annotations
 
 import contextvars
-import datetime as _dt
+import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -19,6 +26,7 @@ from .hooks import inject_fallbacks, parent_resolvers, scope_hooks
 from .ids import new_span_id, new_trace_id, uuid7
 from .log import log_once
 from .normalize import safe_repr, snapshot
+from .timefmt import unix_ns
 
 __all__ = ["Event", "add", "add_trace", "current_event", "event", "inject"]
 
@@ -30,13 +38,24 @@ _current: contextvars.ContextVar[Event | None] = contextvars.ContextVar(
 _PASS = frozenset({str, int, float, bool, type(None)})
 _perf_ns = time.perf_counter_ns
 _time_ns = time.time_ns
+# This process's id, kept by a fork hook rather than asked of the kernel per event.
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Timer:
-    __slots__ = ("_fields", "_key", "_t0")
+    __slots__ = ("_event", "_key", "_t0")
 
-    def __init__(self, fields: dict[str, Any], key: str) -> None:
-        self._fields = fields
+    def __init__(self, event: Event | None, key: str) -> None:
+        self._event = event  # None: a timer that records nothing (a non-recording event)
         self._key = key
         self._t0 = 0
 
@@ -46,9 +65,17 @@ class _Timer:
 
     def __exit__(self, *exc: object) -> None:
         ms = (_perf_ns() - self._t0) / 1e6
-        prior = self._fields.get(self._key)
+        ev = self._event
+        if ev is None:
+            return
+        f = ev._fields
+        prior = f.get(self._key)
         # Repeated timers of one stage add up (a stage run in a loop).
-        self._fields[self._key] = prior + ms if type(prior) is float else ms
+        value = prior + ms if type(prior) is float else ms
+        if ev._done:  # exited after finish(): the dict is the worker's now
+            ev._late(1)
+        else:
+            f[self._key] = value  # no call since the check (module docstring)
 
 
 class Event:
@@ -62,7 +89,7 @@ class Event:
 
     __slots__ = (
         "_fields", "_trace", "_start_ns", "_t0", "_pipeline", "_done", "_token", "_ml",
-        "_prediction_id", "_scope", "trace_id", "span_id", "parent_id",
+        "_prediction_id", "_scope", "_pid", "trace_id", "span_id", "parent_id",
     )
 
     recording = True
@@ -117,6 +144,7 @@ class Event:
         self._ml: Any = None
         self._prediction_id: str | None = None
         self._pipeline = pipeline
+        self._pid = _pid
         self._start_ns = _time_ns()
         self._t0 = _perf_ns()
         for hook in self._pipeline.on_start_hooks:
@@ -155,36 +183,47 @@ class Event:
                 count = 1
             self._late(count + len(kwargs))
             return self
-        f = self._fields
         if fields is not None:
-            try:
-                if type(fields) is dict and _PASS.issuperset(map(type, fields.values())):
-                    f.update(fields)  # all immutable scalars: nothing to snapshot
-                else:
-                    for k, v in fields.items():
-                        f[k] = v if type(v) in _PASS else snapshot(v)
-            except Exception as exc:  # noqa: BLE001 - e.g. not a mapping
-                log_once("add-bad-mapping", "wideevents: Event.add() takes a mapping of fields; "
-                         "got %s (%s)", type(fields).__name__, safe_repr(exc, 200))
-        if kwargs:
-            if _PASS.issuperset(map(type, kwargs.values())):
-                f.update(kwargs)
+            if type(fields) is dict and _PASS.issuperset(map(type, fields.values())):
+                new: Mapping[str, Any] = fields  # all immutable scalars: nothing to snapshot
             else:
-                for k, v in kwargs.items():
-                    f[k] = v if type(v) in _PASS else snapshot(v)
+                new = staged = {}  # what was staged before a failure is still added
+                try:
+                    for k, v in fields.items():
+                        staged[k] = v if type(v) in _PASS else snapshot(v)
+                except Exception as exc:  # noqa: BLE001 - e.g. not a mapping
+                    log_once("add-bad-mapping", "wideevents: Event.add() takes a mapping of "
+                             "fields; got %s (%s)", type(fields).__name__, safe_repr(exc, 200))
+            if self._done:  # finished meanwhile, on another thread
+                self._late(len(new))
+            else:
+                self._fields.update(new)  # no call since the check (module docstring)
+        if kwargs:
+            if not _PASS.issuperset(map(type, kwargs.values())):
+                kwargs = {k: v if type(v) in _PASS else snapshot(v) for k, v in kwargs.items()}
+            if self._done:
+                self._late(len(kwargs))
+            else:
+                self._fields.update(kwargs)
         return self
 
     def __setitem__(self, key: str, value: Any) -> None:
         if self._done:
             self._late(1)
             return
+        if type(value) not in _PASS:
+            value = snapshot(value)
         try:
-            self._fields[key] = value if type(value) in _PASS else snapshot(value)
+            if not self._done:
+                self._fields[key] = value  # no call since the check (module docstring)
+                return
         except Exception as exc:  # noqa: BLE001 - a key whose __hash__ or __eq__ raises
             self._pipeline.note_dropped_field("bad_key")
             log_once("setitem-bad-key", "wideevents: a field with an unusable key was dropped "
                      "(counted in stats()['fields']['dropped']['bad_key']): %s",
                      safe_repr(exc, 200))
+            return
+        self._late(1)
 
     def __getitem__(self, key: str) -> Any:
         return self._fields[key]
@@ -207,45 +246,61 @@ class Event:
             self._late(1)
             return self
         try:
-            self._fields[key] = self._fields.get(key, 0) + by
+            value = self._fields.get(key, 0) + by
+            if not self._done:
+                self._fields[key] = value  # no call since the check (module docstring)
+                return self
         except Exception:  # noqa: BLE001 - a user object's __add__ (or a key's __hash__) may raise
             name = key if type(key) is str else safe_repr(key, 100)
             log_once(f"incr:{name}", "wideevents: incr(%r) on a non-numeric field; ignored", name)
+            return self
+        self._late(1)
         return self
 
     def timer(self, stage: str) -> _Timer:
-        """Context manager timing a stage into ``timing.<stage>_ms`` (repeats add up)."""
+        """Context manager timing a stage into ``timing.<stage>_ms`` (repeats add up).
+
+        A timer that exits after the event finished records nothing and counts ``late``.
+        """
         name = stage if type(stage) is str else safe_repr(stage, 100)  # str() may raise
-        return _Timer(self._fields if not self._done else {}, f"timing.{name}_ms")
+        return _Timer(self, f"timing.{name}_ms")
 
     def add_trace(self, fields: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Event:
         """Add fields to this event and to every event started under it from now on."""
         self.add(fields, **kwargs)
-        if self._trace is None:
-            self._trace = {}
+        if self._done:
+            return self  # counted late by add(); a finished event starts no children
+        # Copy on write: a child starting on another thread reads the old dict unchanged.
+        trace = dict(self._trace) if self._trace else {}
         try:
             if fields is not None:
                 for k, v in fields.items():
-                    self._trace[k] = snapshot(v)
+                    trace[k] = snapshot(v)
         except Exception:  # noqa: BLE001 - add() above already reported the bad mapping
             pass
         for k, v in kwargs.items():
-            self._trace[k] = snapshot(v)
+            trace[k] = snapshot(v)
+        self._trace = trace
         return self
 
-    def set_timestamp(self, value: float | _dt.datetime) -> Event:
-        """Override the event's start time (Unix seconds or a datetime; naive means UTC)."""
-        try:
-            if isinstance(value, _dt.datetime):
-                if value.tzinfo is None:
-                    value = value.replace(tzinfo=_dt.UTC)
-                ns = round(value.timestamp() * 1e6) * 1000
-            else:
-                ns = round(float(value) * 1e6) * 1000  # microseconds: what RFC 3339 shows
-            self._start_ns = ns
-        except Exception as exc:  # noqa: BLE001 - a user value's __float__ may raise anything
-            log_once("set_timestamp", "wideevents: set_timestamp(%s) ignored: %s",
-                     safe_repr(value, 100), safe_repr(exc, 200))
+    def set_timestamp(self, value: Any) -> Event:
+        """Override the start time: a datetime (naive = UTC), ISO 8601 text or a Unix time in
+        the unit its magnitude says (docs/schema.md, ``timestamp``). Anything else (NaN, a
+        bool, years outside 0001-9999) is logged once and counted
+        ``stats()["fields"]["dropped"]["bad_timestamp"]``; the event keeps its start time."""
+        if self._done:
+            self._late(1)
+            return self
+        ns = unix_ns(value)  # never raises
+        if ns is None:
+            self._pipeline.note_dropped_field("bad_timestamp")
+            log_once("bad-timestamp", "wideevents: set_timestamp(%s) is not a point in time in "
+                     "the years 0001-9999; the event keeps its start time (counted in "
+                     "stats()['fields']['dropped']['bad_timestamp'])", safe_repr(value, 100))
+        elif self._done:
+            self._late(1)
+        else:
+            self._start_ns = ns  # finish() reads it after setting _done
         return self
 
     @property
@@ -254,10 +309,14 @@ class Event:
         pid = self._prediction_id
         if pid is None:
             given = self._fields.get("prediction.id")
-            pid = given if type(given) is str else uuid7(self._start_ns // 1_000_000)
-            self._prediction_id = pid
-            if not self._done:
-                self._fields["prediction.id"] = pid
+            if type(given) is str:
+                pid = self._prediction_id = given
+                return pid
+            pid = self._prediction_id = uuid7(self._start_ns // 1_000_000)
+            if self._done:
+                self._late(1)  # an id made after finish() is in no event
+            else:
+                self._fields["prediction.id"] = pid  # no call since the check
         return pid
 
     # -- ML helpers (wideevents.ml); never raise, even if the module cannot load ----------
@@ -297,35 +356,46 @@ class Event:
         return self._done
 
     def finish(self, exc: BaseException | None = None) -> None:
-        """Record the duration (and error) and send. Idempotent; never raises."""
+        """Record the duration (and error) and send. Idempotent; never raises.
+
+        Any exception is recorded (``KeyboardInterrupt``, ``SystemExit`` and
+        ``asyncio.CancelledError`` included: the work did not complete) except
+        ``GeneratorExit``, a generator closed early by its consumer.
+        """
         if self._done:
             return
         self._done = True
+        if self._pid != _pid:  # opened by the parent before a fork: the parent sends it.
+            # Counted by the pipeline's public hook, as a dropped "field": not a loss.
+            self._pipeline.note_dropped_field("forked")
+            log_once("forked-event", "wideevents: event %r was opened before os.fork() and "
+                     "finished in the child, which does not send it (the parent does; "
+                     "counted in stats()['fields']['dropped']['forked'])", self._fields.get("name"))
+            return
         f = self._fields
         try:
             f["duration_ms"] = (_perf_ns() - self._t0) / 1e6
-            if exc is not None and not isinstance(exc, GeneratorExit):
+            # type(), not isinstance(): an exception's __class__ property may raise
+            if exc is not None and not issubclass(type(exc), GeneratorExit):
                 self._record_error(exc)
-        except Exception as err:  # noqa: BLE001 - finish() never raises into user code
+        except BaseException as err:  # noqa: BLE001 - finish() never raises, nor loses the event
             log_once("finish", "wideevents: finishing an event failed: %s", safe_repr(err, 200))
         self._pipeline.enqueue(f, self._start_ns)
 
     def _record_error(self, exc: BaseException) -> None:
         f = self._fields
         f["error"] = True
-        t = type(exc)
-        module = getattr(t, "__module__", "")
-        f["error.type"] = t.__qualname__ if module in ("builtins", "") else f"{module}.{t.__qualname__}"
+        f["error.type"] = _error_type(exc)
         try:
             message = str(exc)
         except BaseException:  # noqa: BLE001 - a user exception's __str__ may raise anything
             message = safe_repr(exc)
-        f["error.message"] = message[:1024] if type(message) is str else safe_repr(message)
+        f["error.message"] = message[:1024] if type(message) is str else safe_repr(message, 1024)
         if self._pipeline.capture_stacktrace:
             try:
                 f["exception.stacktrace"] = "".join(
-                    traceback.format_exception(t, exc, exc.__traceback__))[-16_384:]
-            except Exception:  # noqa: BLE001 - a user traceback's frames may raise anything
+                    traceback.format_exception(type(exc), exc, exc.__traceback__))[-16_384:]
+            except BaseException:  # noqa: BLE001 - a user traceback's frames may raise anything
                 pass
 
     def _late(self, n: int) -> None:
@@ -337,6 +407,19 @@ class Event:
     def __repr__(self) -> str:
         state = "finished" if self._done else "open"
         return f"<Event {self._fields.get('name')!r} {state}, {len(self._fields)} fields>"
+
+
+def _error_type(exc: BaseException) -> str:
+    """The exception's class, module-qualified unless built in. Never raises."""
+    t = type(exc)
+    try:  # a metaclass may make __qualname__ or __module__ anything, or raise
+        name, module = t.__qualname__, t.__module__
+        if type(name) is str:
+            return name if type(module) is not str or module in ("builtins", "") \
+                else f"{module}.{name}"
+    except BaseException:  # noqa: BLE001 - see above
+        pass
+    return safe_repr(t, 200)
 
 
 def enter_scope(ev: Event) -> list[tuple[Callable[[object], None], object]]:
@@ -406,6 +489,7 @@ class _NonRecordingEvent(Event):
         self._scope = None
         self._ml = None
         self._prediction_id = None
+        self._pid = _pid
         self._start_ns = 0
         self._t0 = 0
 
@@ -419,12 +503,12 @@ class _NonRecordingEvent(Event):
         return self
 
     def timer(self, stage: str) -> _Timer:
-        return _Timer({}, "")
+        return _Timer(None, "")
 
     def add_trace(self, fields: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Event:
         return self
 
-    def set_timestamp(self, value: float | _dt.datetime) -> Event:
+    def set_timestamp(self, value: Any) -> Event:
         return self
 
     @property

@@ -1,6 +1,11 @@
 """Carrying events across boundaries: ``instrument`` (one event per call of a function,
 generators included) and ``in_context`` (run a function in a thread inside the caller's
-event)."""
+event).
+
+Wrapping never raises, whatever the callable's attributes do (functools.wraps copies only
+what can be read), and every event these open is finished: a generator whose call raises
+(wrong arguments) still emits its event, with the error.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
 
 from .event import _current, event
+from .log import log_once
 from .normalize import safe_repr
 
 __all__ = ["in_context", "instrument"]
@@ -18,16 +24,51 @@ __all__ = ["in_context", "instrument"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _wraps(fn: Any, wrapper: Any) -> Any:
+    """``functools.update_wrapper``, or the bare wrapper when ``fn``'s attributes raise
+    something other than AttributeError (which is all update_wrapper tolerates)."""
+    try:
+        return functools.update_wrapper(wrapper, fn)
+    except Exception as exc:  # noqa: BLE001 - a user object's __getattr__ may raise anything
+        log_once("wraps", "wideevents: could not copy the name and docstring of %s: %s",
+                 safe_repr(fn, 100), safe_repr(exc, 200))
+        return wrapper
+
+
+def _event_name(name: Any, fn: Any) -> Any:
+    """``name``, else ``fn``'s qualified name, else its repr; never raises."""
+    if name is not None and not (type(name) is str and not name):
+        return name  # event() turns a non-string name into its repr
+    try:
+        qualname = getattr(fn, "__qualname__", None)
+    except Exception:  # noqa: BLE001 - a user object's __getattr__ may raise anything
+        qualname = None
+    return qualname if type(qualname) is str and qualname else safe_repr(fn, 100)
+
+
+def _kind(fn: Any) -> str:
+    """"asyncgen", "gen", "coro" or "sync"; "sync" when introspection itself raises."""
+    try:
+        if inspect.isasyncgenfunction(fn):
+            return "asyncgen"
+        if inspect.isgeneratorfunction(fn):
+            return "gen"
+        if inspect.iscoroutinefunction(fn):
+            return "coro"
+    except Exception:  # noqa: BLE001 - inspect reads attributes that may raise anything
+        pass
+    return "sync"
+
+
 def in_context(fn: F) -> F:
     """Wrap ``fn`` to run inside the caller's current event (for thread pools)."""
     ctx = contextvars.copy_context()
 
-    @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         # A copy per call: one Context cannot be entered by two threads at once.
         return ctx.copy().run(fn, *args, **kwargs)
 
-    return cast(F, run)
+    return cast(F, _wraps(fn, run))
 
 
 @overload
@@ -44,26 +85,25 @@ def instrument(name: Any = None, /, **fields: Any) -> Any:
         return instrument(None)(name)
 
     def decorate(fn: F) -> F:
-        ev_name = name or getattr(fn, "__qualname__", None) or safe_repr(fn, 100)
-        if inspect.isasyncgenfunction(fn):
-            return cast(F, _instrument_async_generator(fn, ev_name, fields))
-        if inspect.isgeneratorfunction(fn):
-            return cast(F, _instrument_generator(fn, ev_name, fields))
-        if inspect.iscoroutinefunction(fn):
+        ev_name = _event_name(name, fn)
+        kind = _kind(fn)
+        if kind == "asyncgen":
+            return cast(F, _wraps(fn, _instrument_async_generator(fn, ev_name, fields)))
+        if kind == "gen":
+            return cast(F, _wraps(fn, _instrument_generator(fn, ev_name, fields)))
+        if kind == "coro":
 
-            @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 with event(ev_name, **fields):
                     return await fn(*args, **kwargs)
 
-            return cast(F, async_wrapper)
+            return cast(F, _wraps(fn, async_wrapper))
 
-        @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with event(ev_name, **fields):
                 return fn(*args, **kwargs)
 
-        return cast(F, wrapper)
+        return cast(F, _wraps(fn, wrapper))
 
     return decorate
 
@@ -72,14 +112,13 @@ def _instrument_generator(fn: Callable[..., Any], ev_name: str, fields: dict[str
     """One event per iteration of a generator (a streaming handler), active only while the
     generator body runs, so the consumer's code between items is not inside it."""
 
-    @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ev = event(ev_name, **fields)
-        inner = fn(*args, **kwargs)
         error: BaseException | None = None
-        method: Callable[[Any], Any] = inner.send
         arg: Any = None
         try:
+            inner = fn(*args, **kwargs)  # inside the try: a call that raises is recorded
+            method: Callable[[Any], Any] = inner.send
             while True:
                 token = _current.set(ev)
                 try:
@@ -111,14 +150,13 @@ def _instrument_async_generator(fn: Callable[..., Any], ev_name: str,
                                 fields: dict[str, Any]) -> Any:
     """The async-generator counterpart of :func:`_instrument_generator`."""
 
-    @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         ev = event(ev_name, **fields)
-        inner = fn(*args, **kwargs)
         error: BaseException | None = None
-        method: Callable[[Any], Any] = inner.asend
         arg: Any = None
         try:
+            inner = fn(*args, **kwargs)  # inside the try: a call that raises is recorded
+            method: Callable[[Any], Any] = inner.asend
             while True:
                 token = _current.set(ev)
                 try:

@@ -129,18 +129,23 @@ def feedback(
 
     Fields: ``prediction.id``, ``feedback.label``, ``feedback.reward`` (a float),
     ``feedback.<key>`` for each extra keyword, ``feedback.delay_ms`` (feedback time -
-    ``timestamp`` as a datetime, Unix seconds or ISO 8601, default now - minus the time in the
-    UUIDv7), ``feedback.matched`` (the prediction was in the cache) and the cached prediction
+    ``timestamp`` as a datetime, ISO 8601 or a Unix time in seconds, milliseconds, microseconds
+    or nanoseconds (read by magnitude, docs/schema.md ``timestamp``), default now - minus the
+    time in the UUIDv7), ``feedback.matched`` (the prediction was in the cache) and the cached prediction
     fields. A given ``timestamp`` also becomes the event's timestamp. Never raises: a bad id
-    or value is counted in ``meta.ml_error_count`` and the event is still emitted.
+    or value is counted in ``meta.ml_error_count`` and the event is still emitted (a bad
+    ``timestamp`` also in ``stats()["fields"]["dropped"]["bad_timestamp"]``; the event then
+    keeps its own start time).
     """
     try:
         out, when = feedback_fields(
             prediction_id, label=label, reward=reward, timestamp=timestamp, **fields
         )
         with event("feedback") as ev:
-            if when is not None:
-                ev.set_timestamp(when)
+            if timestamp is not None:
+                # The raw value, so that the core's one rule reads it and counts a bad one
+                # (stats()["fields"]["dropped"]["bad_timestamp"]); ``when`` is the same time.
+                ev.set_timestamp(timestamp)
             ev.add(out)
     except Exception as exc:  # noqa: BLE001 - containment
         log_once("ml:feedback.emit", "wideevents.ml: cannot emit feedback (%r)", exc)
