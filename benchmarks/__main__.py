@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["core", "ml", "middleware", "sampling", "honeycomb", "otlp", "query"]
+ORDER = ["core", "ml", "middleware", "sampling", "honeycomb", "otlp", "query", "soak"]
 PACKAGES = ["wideevents", "numpy", "orjson", "structlog", "libhoney", "opentelemetry-api",
             "opentelemetry-sdk", "opentelemetry-proto", "duckdb", "fastapi", "uvicorn"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,13 +19,16 @@ from ._core import hooks, lifecycle, runtime
 from ._core.env import env
 from ._core.limits import Limits
 from ._core.log import log_once
-from ._core.pipeline import Pipeline
+from ._core.pipeline import DEFAULT_QUEUE_BYTES, Pipeline
 from ._core.redact import DEFAULT_REDACT, Redactor
+from ._core.secrets import shown
 from ._core.service import default_service_name, parse_resource_attributes, static_fields
 from ._errors import ConfigurationError
 from .ml import _bind as _ml_bind
 
 __all__ = ["configure", "sinks_from_spec"]
+
+_configure_lock = threading.Lock()  # one configure() at a time: none orphans another's pipeline
 
 SINK_SPEC_HELP = (
     "use 'stdout', 'stdout:pretty', 'file:PATH' (e.g. file:events.jsonl, {pid} allowed), "
@@ -46,7 +50,7 @@ def sinks_from_spec(spec: str) -> list[Any]:
         return [_sinks.StdoutSink(format=fmt)]
     if kind == "file":
         if not arg.strip():
-            raise ConfigurationError(f"sink {spec!r} has no path: {SINK_SPEC_HELP}")
+            raise ConfigurationError(f"sink {shown(spec)} has no path: {SINK_SPEC_HELP}")
         return [_sinks.FileSink(arg.strip())]
     if kind in ("honeycomb", "otlp"):
         if sep:  # what follows is never echoed: people paste API keys there
@@ -61,9 +65,8 @@ def sinks_from_spec(spec: str) -> list[Any]:
                 f"sink {kind!r} is not available in this version of wideevents; {SINK_SPEC_HELP}"
             ) from None
         return [cls()]
-    # Only a short name is echoed: a long value may be an API key set in the wrong variable.
-    shown = repr(kind) if len(kind) <= 16 else f"name of {len(kind)} characters"
-    raise ConfigurationError(f"unknown sink {shown}: {SINK_SPEC_HELP}")
+    # Masked: the value may be an API key set in the wrong variable.
+    raise ConfigurationError(f"unknown sink {shown(kind)}: {SINK_SPEC_HELP}")
 
 
 def _validate_sink(sink: Any) -> Any:
@@ -86,10 +89,12 @@ def _build(
     queue_size: int,
     enqueue_timeout: float,
     limits: Limits | None,
-    redact: Iterable[str] | None,
+    redact: Iterable[str] | str | None,
     bind: bool = True,
     self_report_interval: float | None = None,
     capture_stacktrace: bool = False,
+    queue_bytes: int = DEFAULT_QUEUE_BYTES,
+    start: bool = True,
 ) -> Pipeline:
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise ConfigurationError(f"service_name={service_name!r}: use a non-empty string")
@@ -97,6 +102,11 @@ def _build(
         raise ConfigurationError(
             f"queue_size={queue_size!r}: use a positive integer (default 10_000 events)"
         )
+    if (not isinstance(queue_bytes, int) or isinstance(queue_bytes, bool)
+            or queue_bytes < 1024 * 1024):
+        raise ConfigurationError(
+            f"queue_bytes={queue_bytes!r}: use an integer of at least 1 MiB (default 64 MiB, "
+            "the estimated bytes queued events may hold)")
     if not isinstance(enqueue_timeout, (int, float)) or not enqueue_timeout >= 0:
         raise ConfigurationError(
             f"enqueue_timeout={enqueue_timeout!r}: use seconds >= 0 (0 = never wait, drop and count)"
@@ -136,8 +146,17 @@ def _build(
         sink_list = []
         for s in sinks:
             sink_list.extend(sinks_from_spec(s) if isinstance(s, str) else [_validate_sink(s)])
+        seen: set[int] = set()
+        for s in sink_list:
+            if id(s) in seen:
+                raise ConfigurationError(
+                    f"the sink {type(s).__name__} is listed twice in sinks=: each event would "
+                    "go to it twice; list it once")
+            seen.add(id(s))
     name = default_service_name(service_name)
     extra = dict(static) if static else None
+    if isinstance(redact, str):  # one name, not its characters
+        redact = (redact,)
     patterns = tuple(DEFAULT_REDACT) + tuple(redact or ())
     return Pipeline(
         sinks=sink_list,
@@ -145,6 +164,7 @@ def _build(
         processors=procs,
         sampler=sampler,
         queue_size=queue_size,
+        queue_bytes=queue_bytes,
         enqueue_timeout=float(enqueue_timeout),
         limits=limits,
         redactor=Redactor(patterns),
@@ -152,6 +172,7 @@ def _build(
         self_report_interval=(None if self_report_interval is None
                               else float(self_report_interval)),
         capture_stacktrace=capture_stacktrace,
+        start=start,
     )
 
 
@@ -165,11 +186,12 @@ def configure(
     enqueue_timeout: float = 0.0,
     *,
     limits: Limits | None = None,
-    redact: Iterable[str] | None = None,
+    redact: Iterable[str] | str | None = None,
     capture_stacktrace: bool = False,
     exit_timeout: float = 2.0,
     otel: bool | None = None,
     self_report_interval: float | None = None,
+    queue_bytes: int = DEFAULT_QUEUE_BYTES,
 ) -> Pipeline:
     """Build and install the process-wide pipeline; raises ConfigurationError when wrong.
 
@@ -179,24 +201,35 @@ def configure(
     event's ids become the current span context); None means "if the application already
     imported opentelemetry.trace". ``self_report_interval``: every so many seconds the
     worker emits a ``wideevents.stats`` event carrying :func:`stats` flattened to
-    ``stats.*`` fields (None: never). The previous pipeline is flushed and shut down
-    (within 2 s).
+    ``stats.*`` fields (None: never). ``queue_size`` and ``queue_bytes`` bound the queue
+    in events and in estimated bytes (docs/reliability.md, "Limits and defaults").
+
+    The previous pipeline is flushed and shut down (within 2 s); events that finish on it
+    afterwards are delivered by the new one. A sink object passed again is flushed, not
+    closed, and carries on in the new pipeline. Calls from several threads are serialised.
     """
     if not isinstance(exit_timeout, (int, float)) or not exit_timeout >= 0:
         raise ConfigurationError(f"exit_timeout={exit_timeout!r}: use seconds >= 0")
     pipeline = _build(service_name, sinks, sampler, processors, static_fields, queue_size,
                       enqueue_timeout, limits, redact, bind=False,
                       self_report_interval=self_report_interval,
-                      capture_stacktrace=bool(capture_stacktrace))
-    previous = runtime.current()
-    if previous is not None:
-        # First, so that a sink reused by the new pipeline reports the old events to the old one.
-        previous.shutdown(timeout=2.0)
-    pipeline.bind_sinks()
-    _enable_otel(otel)
-    runtime.install(pipeline)
-    lifecycle.set_exit_timeout(exit_timeout)
-    lifecycle.arm()
+                      capture_stacktrace=bool(capture_stacktrace), queue_bytes=queue_bytes,
+                      start=False)
+    with _configure_lock:
+        previous = runtime.current()
+        handover = {}
+        if previous is not None:
+            # First, so that the old pipeline's events reach its own ledgers; events that
+            # finish on it from now on go to the new pipeline (held until activated).
+            reused = frozenset(id(s) for s in previous.sinks) & frozenset(
+                id(s) for s in pipeline.sinks)
+            handover = previous.retire(pipeline, timeout=2.0, keep_open=reused)
+        pipeline.bind_sinks(handover)
+        _enable_otel(otel)
+        runtime.install(pipeline)
+        pipeline.activate()
+        lifecycle.set_exit_timeout(exit_timeout)
+        lifecycle.arm()
     return pipeline
 
 

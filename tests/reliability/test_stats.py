@@ -33,7 +33,9 @@ def test_self_report_carries_the_counters_as_dotted_fields() -> None:
     # counted from the next one on.
     assert {k: v for k, v in first.items() if k.startswith("stats.")} == {
         "stats.emitted": 10, "stats.sinks.memory.sent": 10, "stats.sinks.memory.pending": 0,
-        "stats.queue.size": 0, "stats.queue.capacity": 10_000}
+        "stats.queue.size": 0, "stats.queue.capacity": 10_000, "stats.queue.bytes": 0,
+        "stats.queue.max_bytes": 64 * 1024 * 1024, "stats.queue.starved_waits": 0,
+        "stats.queue.starved_wait_s": 0.0}
     assert (second["stats.emitted"], second["stats.sinks.memory.sent"]) == (11, 11)
     assert first["service.name"] == "self-report" and first["duration_ms"] == 0.0
     assert len({first["trace.trace_id"], second["trace.trace_id"]}) == 2
@@ -45,19 +47,37 @@ def test_self_report_carries_the_counters_as_dotted_fields() -> None:
 def test_self_report_shows_losses_by_reason() -> None:
     """Drops appear as stats.dropped.<reason> and stats.sinks.<name>.dropped.<reason>, and the
     flattened counters satisfy the accounting equation."""
-    reports, full = MemorySink(), MemorySink(max_events=5)
-    wideevents.configure(service_name="self-report", sinks=[reports, full], queue_size=20,
-                         self_report_interval=0.3)
-    for i in range(50):  # faster than the worker's first wake-up: the queue of 20 overflows
+    class SlowFirstExport:
+        """Blocks the worker in its first export for 0.3 s: the queue of 20 overflows."""
+
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.calls = 0
+            self.entered = threading.Event()
+
+        def export(self, batch: Any) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                self.entered.set()
+                time.sleep(0.3)
+
+    reports, full, slow = MemorySink(), MemorySink(max_events=5), SlowFirstExport()
+    wideevents.configure(service_name="self-report", sinks=[reports, full, slow],
+                         queue_size=20, self_report_interval=0.3)
+    with wideevents.event("work", i=-1):
+        pass
+    assert slow.entered.wait(10)
+    for i in range(50):  # the worker is blocked in a sink, not starved: drops, no wait
         with wideevents.event("work", i=i):
             pass
-    assert wait_until(lambda: any(e.get("stats.emitted", 0) >= 50
+    assert wait_until(lambda: any(e.get("stats.emitted", 0) >= 51
                                   for e in stats_events(reports)), 10)
-    report = next(e for e in stats_events(reports) if e["stats.emitted"] >= 50)
+    report = next(e for e in stats_events(reports) if e["stats.emitted"] >= 51)
     assert report["stats.dropped.queue_full"] > 0
     assert report["stats.sinks.memory#2.dropped.memory_full"] > 0
     pipeline_dropped = sum(v for k, v in report.items() if k.startswith("stats.dropped."))
-    for name in ("memory", "memory#2"):
+    for name in ("memory", "memory#2", "slow"):
         prefix = f"stats.sinks.{name}."
         outcomes = sum(v for k, v in report.items() if k.startswith(prefix) and (
             k.startswith((prefix + "dropped.", prefix + "rejected.")) or

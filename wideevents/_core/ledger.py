@@ -28,7 +28,7 @@ class Ledger:
     """
 
     __slots__ = ("name", "lock", "sent_n", "rejected_by", "dropped_by", "held", "closed",
-                 "_field_drops")
+                 "orphans", "_absorb", "_field_drops")
 
     def __init__(self, name: str = "", lock: threading.Lock | None = None,
                  field_drops: dict[str, int] | None = None) -> None:
@@ -40,22 +40,44 @@ class Ledger:
         self.dropped_by: dict[str, int] = {}
         self.held = 0
         self.closed = False
+        self.orphans = 0  # what close() counted as dropped "shutdown" (the sink still had it)
+        self._absorb = 0  # reports still owed to a previous pipeline's ledger (take_over)
+
+    def take_over(self, previous: Ledger) -> None:
+        """The sink was bound to ``previous`` (of a pipeline configure() replaced), which
+        closed while the sink still had items: those were counted there as dropped
+        "shutdown". Their late reports arrive here first: absorb that many, so neither
+        pipeline counts an item twice."""
+        with self.lock:
+            self._absorb += previous.orphans
+
+    def _owed(self, n: int) -> int:
+        """How many of ``n`` reports this ledger counts (called with the lock held): none
+        once closed (close() counted them), and not those owed to a previous ledger."""
+        if self.closed:
+            self.orphans = max(0, self.orphans - n)  # resolved before a successor took over
+            return 0
+        if self._absorb:
+            taken = min(self._absorb, n)
+            self._absorb -= taken
+            n -= taken
+        return n
 
     def sent(self, n: int = 1) -> None:
         with self.lock:
-            if not self.closed:
+            if n := self._owed(n):
                 self.sent_n += n
                 self.held -= n
 
     def rejected(self, reason: str, n: int = 1) -> None:
         with self.lock:
-            if not self.closed:
+            if n := self._owed(n):
                 self.rejected_by[reason] = self.rejected_by.get(reason, 0) + n
                 self.held -= n
 
     def dropped(self, reason: str, n: int = 1) -> None:
         with self.lock:
-            if not self.closed:
+            if n := self._owed(n):
                 self.dropped_by[reason] = self.dropped_by.get(reason, 0) + n
                 self.held -= n
 
@@ -76,6 +98,7 @@ class Ledger:
         with self.lock:
             if self.held > 0:
                 self.dropped_by["shutdown"] = self.dropped_by.get("shutdown", 0) + self.held
+                self.orphans = self.held
                 self.held = 0
             self.closed = True
 
