@@ -12,6 +12,7 @@ must accept everything they get.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,7 +71,10 @@ def every_sink(tmp_path: Path) -> Iterator[Any]:
         ])
 
         def outputs() -> dict[str, list[dict[str, Any]]]:
-            assert wideevents.flush(60)
+            flushed = wideevents.flush(60)
+            stats = wideevents.stats()
+            assert flushed, json.dumps({k: v for k, v in stats.items() if k != "fields"},
+                                       default=str)
             stream.flush()
             records = otlp.received()
             return {

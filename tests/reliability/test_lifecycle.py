@@ -206,7 +206,12 @@ def test_signal_flushes_then_default_action(signum: int, returncode: int, printe
     with running(api_key=KEY) as receiver, start_scenario(receiver, "default", 50, 10.0) as proc:
         wait_ready(proc)
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"no exit 30 s after the signal; stderr:\n{err.decode()}") from None
         assert (proc.returncode, out) == (returncode, printed), err
         assert signal_ids(receiver) == {f"sig-{i}": 1 for i in range(50)}
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from .log import log_once
 from .normalize import safe_repr
+from .threads import daemon
 
 __all__ = ["Ledger", "call_with_deadline", "sink_name"]
 
@@ -115,7 +116,7 @@ def call_with_deadline(fn: Callable[[float], Any], timeout: float) -> bool:
                      safe_repr(exc, 200))
             result.append(False)
 
-    t = threading.Thread(target=run, name="wideevents-sink-call", daemon=True)
+    t = daemon(run, "wideevents-sink-call")
     t.start()
     t.join(max(0.0, timeout))
     return bool(result and result[0] is not False)

@@ -23,6 +23,7 @@ from typing import Any
 from .._errors import ConfigurationError
 from . import runtime
 from .log import log_once
+from .threads import daemon
 
 __all__ = ["arm", "install_signal_handlers", "set_exit_timeout"]
 
@@ -127,8 +128,8 @@ class _FlushThenChain:
     def __call__(self, num: int, frame: Any) -> None:
         if self._state == "idle":
             self._state = "flushing"
-            threading.Thread(target=self._flush_and_resend, args=(num, self._cycle),
-                             name="wideevents-signal-flush", daemon=True).start()
+            daemon(self._flush_and_resend, "wideevents-signal-flush",
+                   (num, self._cycle)).start()
             return
         # The helper's resent signal, or a second one during the flush: chain now.
         self._state = "idle"
@@ -139,7 +140,10 @@ class _FlushThenChain:
         runtime.flush(self.timeout)
         if self._cycle == cycle and self._state == "flushing":
             self._state = "flushed"
-            os.kill(os.getpid(), num)
+            # To the main thread itself: sent to the process, the signal could land on a
+            # thread of the host's that does not block it, and a main thread blocked in a
+            # system call would not notice it (_core/threads.py).
+            signal.pthread_kill(threading.main_thread().ident or 0, num)
 
     def _chain(self, num: int, frame: Any) -> None:
         previous = self.previous

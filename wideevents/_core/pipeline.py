@@ -40,6 +40,7 @@ from .prepare import Preparer, Processor, Sampler, Tally
 from .record import Record
 from .redact import Redactor
 from .selfreport import estimate_size, sampler_stats, stats_event
+from .threads import daemon
 
 __all__ = ["Pipeline"]
 
@@ -277,7 +278,7 @@ class Pipeline(Admission):
             if (self._worker is not None or self._closed or self._held or self._synchronous
                     or time.monotonic() < self._retry_start_at):
                 return
-            worker = threading.Thread(target=self._run, name="wideevents-worker", daemon=True)
+            worker = daemon(self._run, "wideevents-worker")
             try:
                 worker.start()
             except Exception as exc:  # noqa: BLE001 - "can't start new thread" (pids limit,
@@ -516,6 +517,12 @@ class Pipeline(Admission):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def redactor(self) -> Redactor:
+        """This pipeline's redaction rules (defaults plus ``configure(redact=...)``): what the
+        middlewares' ``url.query`` and ``feedback_context()`` use too."""
+        return self._preparer.redactor
 
     def _is_closed(self) -> bool:
         return self._closed

@@ -12,8 +12,8 @@
                           codec.encode(items) ─▶ compress ─▶ POST ─▶ codec.interpret(reply)
                                   │
             done: per item sent / rejected / retried · split (413): halve and resend ·
-            reject: whole batch · retry (429, 5xx, timeouts, resets, refused): exponential
-            backoff with jitter, bounded attempts, a per-batch deadline
+            reject: whole batch · retry (the codec's retryable statuses, timeouts, resets,
+            refused): exponential backoff with jitter, bounded attempts, a per-batch deadline
                                   ▼
                         ledger.sent / rejected / dropped: every item exactly once
                         (and on_tagged(...) for items submitted with tags)
@@ -63,6 +63,7 @@ from collections.abc import Callable, Sequence
 from .._core.ledger import Ledger
 from .._core.log import log_once
 from .._core.record import SinkLedger
+from .._core.threads import daemon
 from .contract import (
     SENT,
     Codec,
@@ -325,8 +326,8 @@ class Sender:
         """Start one more sender thread; a failure is contained, counted, retried later."""
         worker = _Worker()
         try:
-            thread = threading.Thread(target=self._run, args=(worker, self._generation),
-                                      name=f"wideevents-{self.name}-sender", daemon=True)
+            thread = daemon(self._run, f"wideevents-{self.name}-sender",
+                            (worker, self._generation))
             worker.thread = thread
             self._workers.append(worker)
             thread.start()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from wideevents._core.log import log_once
+from wideevents._core.threads import daemon
 from wideevents._errors import ConfigurationError
 
 from ._validate import check_int, check_number, check_rate
@@ -327,9 +328,7 @@ class DynamicSampler:
                         method()
 
                 os.register_at_fork(after_in_child=after_fork_in_child)
-            thread = threading.Thread(
-                target=self._run, args=(self._stop,), name=f"wideevents-{self.name}", daemon=True
-            )
+            thread = daemon(self._run, f"wideevents-{self.name}", (self._stop,))
             self._thread = thread
         thread.start()
 

@@ -16,6 +16,7 @@ TIMEOUT, prints ``READY`` and waits. MODE picks the handler in place before:
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -28,6 +29,8 @@ from wideevents.sinks import HoneycombSink
 
 def main() -> None:
     mode, count, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    # A scenario that hangs shows where: every thread's stack on stderr after 25 s.
+    faulthandler.dump_traceback_later(25, exit=False)
     wideevents.configure(service_name="signal-scenario",
                          sinks=[HoneycombSink(dataset="signals", compression="gzip",
                                               send_interval=60.0, request_timeout=30.0)])
