@@ -9,7 +9,7 @@ Semantics (identical in both engines):
 
 * A value is *missing* when the key is absent or its value is ``None`` (JSON ``null``).
 * Values have one of four kinds: boolean, number (int or float, compared numerically;
-  ``bool`` is **not** a number), string, or other (lists, objects).
+  ``bool`` is **not** a number), string (lists and objects included, see below), other.
 * A positive operator (``=``, ``>``, ``>=``, ``<``, ``<=``, ``starts-with``,
   ``ends-with``, ``contains``, ``in``, ``exists``) never matches a missing value, and
   matches only a value of the condition value's kind: ``duration_ms > 5`` is false on the
@@ -22,6 +22,14 @@ Semantics (identical in both engines):
   is a :class:`ConfigurationError`.
 * ``starts-with``, ``ends-with``, ``contains`` and their negations take a string and look
   only at string values (``contains`` is a substring test, not list membership).
+* **A list or object is a string: its compact JSON text** (:func:`json_text`), as in
+  Honeycomb, which stores a nested value as its JSON text (docs, "Send JSON Logs", "Data
+  Expectations"). Every operator that compares with a string sees that text
+  (``tags contains "b"`` matches ``["a","b"]``), and a list or object given as the value
+  of ``=``, ``!=`` or a string operator stands for its text. The text is DuckDB's JSON
+  writer's, so both engines see the same characters: no spaces, keys in order,
+  non-ASCII as is, controls as ``\\u001F``, floats in shortest form, in decimal between
+  1e-7 and 1e21 (``1.0``, ``0.000001``), else as ``1e21``.
 * ``in`` / ``not-in`` take a list of booleans, numbers and strings; an element matches
   like ``=``. ``exists`` / ``does-not-exist`` take no value.
 * Non-finite numbers (NaN, infinity) are rejected as condition values; events never hold
@@ -33,11 +41,14 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from operator import methodcaller
 from typing import Any, Final, Literal
+
+import orjson
 
 from wideevents._errors import ConfigurationError
 
@@ -51,6 +62,7 @@ __all__ = [
     "compile_filter",
     "condition_sql",
     "filter_sql",
+    "json_text",
     "parse_combination",
     "parse_condition",
     "quote_identifier",
@@ -145,7 +157,66 @@ def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
+# --- the JSON text of a list or object ---------------------------------------------------
+
+_TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*')
+_ESCAPE: Final = re.compile(r"\\(u[0-9a-f]{4}|.)")
+
+
+def _upper_hex(match: re.Match[str]) -> str:
+    text = match.group(1)
+    return "\\" + ("u" + text[1:].upper() if text[0] == "u" else text)
+
+
+def _float_text(token: str) -> str:
+    """A JSON number as yyjson writes it (shortest digits; decimal for 1e-7 < |x| < 1e21)."""
+    if "." not in token and "e" not in token and "E" not in token:
+        return token  # an integer: written as is
+    x = float(token)
+    sign = "-" if math.copysign(1.0, x) < 0 else ""
+    mantissa, _, exp = repr(abs(x)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    if exp:
+        digits, e = (whole + fraction).rstrip("0") or "0", int(exp)
+    elif whole.strip("0"):
+        digits, e = (whole + fraction).lstrip("0").rstrip("0"), len(whole.lstrip("0")) - 1
+    elif fraction.strip("0"):
+        digits = fraction.lstrip("0").rstrip("0")
+        e = -(len(fraction) - len(fraction.lstrip("0")) + 1)
+    else:
+        return sign + "0.0"
+    if -7 < e < 21:
+        if e >= 0:
+            return f"{sign}{digits[: e + 1].ljust(e + 1, '0')}.{digits[e + 1 :] or '0'}"
+        return f"{sign}0.{'0' * (-e - 1)}{digits}"
+    return f"{sign}{digits[0]}{'.' + digits[1:] if len(digits) > 1 else ''}e{e}"
+
+
+def _token(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if text[0] == '"':
+        return _ESCAPE.sub(_upper_hex, text) if "\\u" in text else text
+    return _float_text(text)
+
+
+def json_text(value: Any) -> str | None:
+    """The compact JSON text of a list or object, character for character as DuckDB's JSON
+    writer gives it (module docstring); None when it is not JSON-serialisable."""
+    try:
+        raw = orjson.dumps(value).decode()
+    except (TypeError, ValueError):  # orjson.JSONEncodeError: depth, big int, odd keys
+        return None
+    return _TOKEN.sub(_token, raw)
+
+
 def _check_scalar(column: str, op: str, value: Any, allowed: tuple[str, ...]) -> Any:
+    if _OPERATORS[op][2] in ("scalar", "string") and isinstance(value, (list, dict)):
+        text = json_text(value)  # a list or object value stands for its JSON text
+        if text is None:
+            raise ConfigurationError(
+                f"filter on {column!r}: value {value!r} cannot be written as JSON; " + _hint(op)
+            )
+        value = text
     kind = _value_kind(value)
     if value is None or kind not in allowed:
         raise ConfigurationError(
@@ -253,13 +324,6 @@ def parse_combination(combination: str) -> str:
 # --- Python predicates ------------------------------------------------------------------
 
 
-def _always(result: bool) -> Predicate:
-    def constant(event: Mapping[str, Any]) -> bool:
-        return result
-
-    return constant
-
-
 def _slow_test(x: Any, kind: str, test: Callable[[Any], bool]) -> bool:
     """``test`` on a value that is not of an exact builtin type (subclass, numpy scalar)."""
     if x is None:
@@ -284,15 +348,27 @@ def _kind_predicate(column: str, kind: str, test: Callable[[Any], bool]) -> Pred
             return _slow_test(x, kind, test)
 
         return number_test
-    exact = str if kind == _STR else bool
+    if kind == _STR:
 
-    def exact_test(event: Mapping[str, Any]) -> bool:
+        def string_test(event: Mapping[str, Any]) -> bool:
+            x = event.get(column)
+            t = type(x)
+            if t is str:
+                return test(x)
+            if t is list or t is dict:  # a nested value is its JSON text, as in Honeycomb
+                text = json_text(x)
+                return text is not None and test(text)
+            return _slow_test(x, kind, test)
+
+        return string_test
+
+    def bool_test(event: Mapping[str, Any]) -> bool:
         x = event.get(column)
-        if type(x) is exact:
+        if type(x) is bool:
             return test(x)
         return _slow_test(x, kind, test)
 
-    return exact_test
+    return bool_test
 
 
 # Tests bound to the condition value; C-level callables, so no extra Python frame per event.
@@ -324,6 +400,8 @@ def _in_predicate(column: str, values: tuple[Any, ...]) -> Predicate:
             return x in numbers_
         if t is bool:
             return x in bools
+        if isinstance(x, (list, dict)):
+            return json_text(x) in strings
         return any(_slow_test(x, k, values.__contains__) for k, values in by_kind.items())
 
     return is_in
@@ -381,7 +459,7 @@ def compile_filter(
         )
     preds = tuple(compile_condition(c) for c in conditions)
     if not preds:
-        return _always(True)
+        return lambda event: True
     if len(preds) == 1:
         return preds[0]
     if len(preds) == 2:
@@ -417,14 +495,16 @@ def sql_literal(value: Any) -> str:
 
 
 _JSON_NUMBER = "json_type({0}) IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
+# A string test also sees lists and objects, as their JSON text: json() writes it anew
+# (compact, whatever the spacing of the text the JSON value came from).
 _JSON_TYPES = {
     _NUM: _JSON_NUMBER,
-    _STR: "json_type({0}) = 'VARCHAR'",
+    _STR: "json_type({0}) IN ('VARCHAR', 'ARRAY', 'OBJECT')",
     _BOOL: "json_type({0}) = 'BOOLEAN'",
 }
 _JSON_VALUE = {
     _NUM: "TRY_CAST({0} AS DOUBLE)",
-    _STR: "({0} ->> '$')",
+    _STR: "(CASE WHEN json_type({0}) = 'VARCHAR' THEN {0} ->> '$' ELSE CAST(json({0}) AS VARCHAR) END)",
     _BOOL: "TRY_CAST({0} AS BOOLEAN)",
 }
 
@@ -435,6 +515,8 @@ def _typed(expr: str, kind: ColumnKind, value_kind: str, test: Callable[[str], s
         return f"({_JSON_TYPES[value_kind].format(expr)} AND {test(_JSON_VALUE[value_kind].format(expr))})"
     if kind == value_kind:
         return test(expr)
+    if kind == "other" and value_kind == _STR:
+        return test(f"CAST(json({expr}) AS VARCHAR)")
     return "FALSE"
 
 

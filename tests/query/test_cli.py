@@ -132,7 +132,8 @@ def test_query_json_matches_reference(events_file: tuple[Path, list[dict[str, An
     doc = json.loads(text)
     expected = {"query": {"calculations": [{"op": "AVG", "column": "score.top1"}]},
                 "rows": normalise([{"AVG(score.top1)": reference(events, "AVG", "score.top1")}]),
-                "series": None, "complete": True, "skipped_lines": 0}  # fmt: skip
+                "series": None, "complete": True, "skipped_lines": 0,
+                "warnings": []}  # fmt: skip
     assert (0, expected) == (code, {**doc, "rows": normalise(doc["rows"])})
 
 

@@ -135,7 +135,8 @@ CASES: list[tuple[str, Any, Any, bool]] = [
     ("contains", "Pred", "/v1/predict", False),
     ("contains", "a", "a", True),
     ("contains", "1", 21, False),
-    ("contains", "1", LIST, False),
+    # a list is its JSON text '[1,"a"]' (Honeycomb docs, "Send JSON Logs", "Data Expectations")
+    ("contains", "1", LIST, True),
     ("contains", "a", MISSING, False),
     ("contains", "a", None, False),
     ("contains", "%", "100%", True),
@@ -333,7 +334,7 @@ BAD = [
     ({"column": "x", "op": "=", "value": None}, "needs a 'value'"),
     ({"column": "x", "op": ">", "value": True}, "a number or a string"),
     ({"column": "x", "op": ">", "value": [1]}, "a number or a string"),
-    ({"column": "x", "op": "=", "value": [1]}, "a boolean or a number or a string"),
+    ({"column": "x", "op": "=", "value": (1,)}, "a boolean or a number or a string"),
     ({"column": "x", "op": "=", "value": float("nan")}, "finite"),
     ({"column": "x", "op": "<", "value": float("inf")}, "finite"),
     ({"column": "x", "op": "contains", "value": 5}, "a string"),

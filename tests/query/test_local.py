@@ -142,6 +142,10 @@ def _matches(value: Any, op: str, target: Any) -> bool:
         return not _matches(value, negated[op], target)
     if missing:
         return False
+    if isinstance(value, (list, dict)):
+        # Honeycomb stores a nested value as its JSON text (docs, "Send JSON Logs", "Data
+        # Expectations"); compact, as the sinks write it.
+        value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     if op == "in":
         return any(_matches(value, "=", t) for t in target)
 

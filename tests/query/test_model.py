@@ -93,7 +93,7 @@ def test_convenient_forms() -> None:
 BAD: list[tuple[dict[str, Any], str]] = [
     ({"calculations": [{"op": "P99"}]}, "P99 needs a column"),
     ({"calculations": ["P99"]}, "P99 needs a column"),
-    ({"calculations": [{"op": "COUNT", "column": "x"}]}, "COUNT takes no column"),
+    ({"calculations": [{"op": "CONCURRENCY", "column": "x"}]}, "CONCURRENCY takes no column"),
     ({"calculations": [{"op": "MEDIAN", "column": "x"}]}, "unknown calculation 'MEDIAN'"),
     ({"calculations": ["COUNT", "COUNT"]}, "duplicate calculation"),
     ({"breakdowns": ["a"], "orders": [{"column": "b"}]}, "neither a breakdown nor a calculation"),
@@ -114,8 +114,9 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"time_range": 600, "start_time": 1, "end_time": 500}, "drop one of the three"),
     ({"start_time": 10, "end_time": 5}, "must be before end_time"),
     ({"time_range": 7200, "granularity": 1}, "granularity 1s is out of range for a 7200s window"),
-    ({"time_range": 7200, "granularity": 721}, "use between 8 and 720 seconds"),
-    ({"start_time": 0, "end_time": 100, "granularity": 11}, "out of range"),
+    # Honeycomb accepts T/1000 to T/1 (API reference, "Create a Query": granularity)
+    ({"time_range": 7200, "granularity": 7201}, "use between 8 and 7200 seconds"),
+    ({"start_time": 0, "end_time": 100, "granularity": 101}, "out of range"),
     ({"limit": 1001}, "limit is at most 1000"),
     ({"limit": 0}, "limit must be an integer >= 1"),
     ({"time_range": -5}, "time_range must be an integer >= 1"),

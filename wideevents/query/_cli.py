@@ -4,8 +4,13 @@
 ``--honeycomb DATASET``) and prints an aligned table, HEATMAPs as text histograms, or
 ``--json``; ``--link`` prints the Honeycomb UI link for the same query. Lines of the
 files that are not JSON objects are counted: a ``note:`` line under the table, and
-``skipped_lines`` in ``--json``. ``tail`` prints the last events that pass its filters and
-follows the file (``_tail``), pretty-printing each through structlog's ConsoleRenderer.
+``skipped_lines`` in ``--json``. A column of the query that no event has (a misspelling)
+is reported with the nearest column seen: on stderr under a table, in ``warnings`` in
+``--json``; the query runs anyway. With ``compare_time_offset_seconds`` the earlier
+window's rows follow (``compare`` in ``--json``). ``tail`` prints the last events that
+pass its filters and follows the file (``_tail``), pretty-printing each through
+structlog's ConsoleRenderer; a ``--where`` column absent from the end of the file is
+reported on stderr the same way.
 
 Everything printed for people (cells, headers, histogram titles, tail's events, error
 messages) goes through :mod:`wideevents._core.terminal`: control, C1 and bidi characters
@@ -20,6 +25,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, TextIO
 
 from wideevents._core.env import env
@@ -165,13 +171,21 @@ def run_query(args: argparse.Namespace, out: TextIO | None = None) -> int:
         doc: dict[str, Any] = {"query": query.to_json()}
         if result is not None:
             doc |= {"rows": result.rows, "series": result.series, "complete": result.complete,
-                    "skipped_lines": result.skipped_lines}  # fmt: skip
+                    "skipped_lines": result.skipped_lines, "warnings": result.warnings}  # fmt: skip
+            if result.compare is not None:
+                doc["compare"] = {"rows": result.compare.rows, "series": result.compare.series}
         if link:
             doc["link"] = link
         out.write(json.dumps(doc, indent=2, default=str) + "\n")
         return 0
     if result is not None:
+        for warning in result.warnings:
+            print(f"wideevents query: warning: {escape(warning)}", file=sys.stderr)
         out.write(format_table(result, query) + "\n")
+        if result.compare is not None:
+            offset = query.compare_time_offset_seconds
+            out.write(f"\ncompared with {offset} seconds earlier\n")
+            out.write(format_table(result.compare, query) + "\n")
     if link:
         out.write(f"Honeycomb: {link}\n")
     return 0
@@ -186,7 +200,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.6g}" if abs(value) < 1e15 else f"{value:.4g}"
+        return _plain_number(value)
     if isinstance(value, Mapping) and "buckets" in value:
         return _sparkline([b["count"] for b in value["buckets"]])
     if isinstance(value, (list, Mapping)):
@@ -195,6 +209,18 @@ def _cell(value: Any) -> str:
         except (TypeError, ValueError, RecursionError):  # e.g. nested too deeply to print
             return show_value(value)
     return escape(str(value))
+
+
+def _plain_number(value: float) -> str:
+    """Six significant digits in plain decimal notation, as people read tables: ``20631312``
+    and ``0.00005``, not ``2.06313e+07`` and ``5e-05``. Outside [1e-9, 1e21) the exponent
+    is kept (1e21: where JavaScript's Number toString stops writing plain digits)."""
+    text = f"{value:.6g}"
+    if "e" not in text or not 1e-9 <= abs(value) < 1e21:
+        return text
+    if abs(value) >= 1:
+        return f"{value:.0f}"
+    return format(Decimal(text), "f")  # the six digits, with the zeros the exponent stood for
 
 
 def _sparkline(counts: Sequence[float]) -> str:
@@ -295,13 +321,16 @@ def run_tail(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from wideevents.query._text import parse_where
 
     out = out or sys.stdout
-    keep = compile_filter([parse_where(w) for w in args.where], "OR" if args.any else "AND")
+    conditions = [parse_where(w) for w in args.where]
+    keep = compile_filter(conditions, "OR" if args.any else "AND")
     if not os.path.isfile(args.file):
         raise ConfigurationError(f"no such file: {args.file}")
     if args.max_events is not None and args.max_events < 1:
         raise ConfigurationError("--max-events must be at least 1")
     if args.lines < 0:
         raise ConfigurationError(f"-n/--lines must be 0 or more, got {args.lines}")
+    for warning in _tail_warnings(args.file, [c.column for c in conditions]):
+        print(f"wideevents tail: warning: {escape(warning)}", file=sys.stderr, flush=True)
     render, shown = _renderer(out), 0
     events = tail_events(args.file, args.lines, keep, not args.no_follow, args.interval)
     for event in events:
@@ -318,3 +347,19 @@ def run_tail(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.max_events is not None and shown >= args.max_events:
             break
     return 0
+
+
+def _tail_warnings(path: str, columns: Sequence[str]) -> list[str]:
+    """A warning per ``--where`` column that no event among the file's last lines has."""
+    from wideevents.query._hints import columns_in_lines, missing_column
+    from wideevents.query._tail import last_lines
+
+    columns = list(dict.fromkeys(columns))
+    if not columns:
+        return []
+    seen: set[str] = set()
+    columns_in_lines(last_lines(path), seen)
+    if not seen:
+        return []  # no event yet (a new file being followed): nothing to judge by
+    scope = " in the last lines of the file"
+    return [missing_column(c, "filter", seen, scope) for c in columns if c not in seen]

@@ -29,7 +29,9 @@ from typing import Any, Final
 from wideevents._core.env import env
 from wideevents._core.secrets import mask
 from wideevents._errors import ConfigurationError
+from wideevents._transport import USER_AGENT
 from wideevents.query._model import (
+    DEFAULT_LIMIT,
     Query,
     QueryError,
     QueryResult,
@@ -50,7 +52,7 @@ MAX_RESULT_BYTES: Final = 50 * 1024 * 1024  # query results: up to 10,000 rows, 
 MAX_REPLY_BYTES: Final = 256 * 1024  # created queries (the spec echoed back), result ids
 _READ_CHUNK: Final = 64 * 1024
 _HONEYCOMB_DEFAULT_RANGE: Final = 7200
-_USER_AGENT: Final = "wideevents-query"
+_USER_AGENT: Final = USER_AGENT  # the library's own, as every request it makes
 
 
 def _host(api_host: str | None) -> str:
@@ -148,20 +150,26 @@ class HoneycombQueryClient:
         limit: int | None = None,
     ) -> QueryResult:
         """Run ``query`` on ``dataset`` (``__all__`` for every dataset of an environment)
-        and return Honeycomb's rows and series (``series`` None without granularity)."""
+        and return Honeycomb's rows and series (``series`` None without granularity).
+        The query's ``limit`` (default 1,000, as locally) is sent explicitly; ``limit``
+        here overrides it for the result (Honeycomb allows up to 10,000 without series)."""
         if not isinstance(query, Query):
             query = Query.from_json(query)
         if query.granularity is not None and query.span() is None and not query.has_time:
             check_granularity(query.granularity, _HONEYCOMB_DEFAULT_RANGE)
         name = _segment("dataset", dataset)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        created = self._request("POST", f"/1/queries/{name}", query.to_json(), deadline)
+        # The limit goes explicitly, in the query and in the result request: Honeycomb
+        # documents a default of 100 for a created query ("Create a Query") and of 1,000
+        # results ("Create a Query Result"); sent, it is the local engine's limit whatever
+        # default applies, so both engines return the same rows.
+        spec = query.to_json() | {"limit": query.limit or DEFAULT_LIMIT}
+        created = self._request("POST", f"/1/queries/{name}", spec, deadline)
         body: dict[str, Any] = {
             "query_id": _id(created),
             "disable_series": query.granularity is None,
+            "limit": limit if limit is not None else query.limit or DEFAULT_LIMIT,
         }
-        if limit is not None or query.limit is not None:
-            body["limit"] = limit if limit is not None else query.limit
         started = self._request("POST", f"/1/query_results/{name}", body, deadline)
         result_id = urllib.parse.quote(_id(started), safe="")
         reply = started

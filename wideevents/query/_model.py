@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from wideevents._errors import ConfigurationError
@@ -28,7 +28,9 @@ from wideevents._filter import Condition, parse_combination, parse_condition
 
 __all__ = [
     "CALCULATION_OPS",
+    "COMPARE_OFFSETS",
     "PERCENTILES",
+    "RATE_OPS",
     "Calculation",
     "Having",
     "Order",
@@ -44,16 +46,25 @@ PERCENTILES: Final[dict[str, float]] = {
     "P75": 75, "P80": 80, "P90": 90, "P95": 95, "P99": 99, "P999": 99.9,
 }  # fmt: skip
 _NO_COLUMN: Final = ("COUNT", "CONCURRENCY")
+# RATE_X(c): per time bucket, X of c minus X of c in the bucket before (Honeycomb docs,
+# "Visualize Rate"); each is computed from the per-bucket SUM, AVG or MAX.
+RATE_OPS: Final[dict[str, str]] = {"RATE_AVG": "AVG", "RATE_SUM": "SUM", "RATE_MAX": "MAX"}
 CALCULATION_OPS: Final[tuple[str, ...]] = (
     *_NO_COLUMN, "SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", *PERCENTILES, "HEATMAP",
+    *RATE_OPS,
 )  # fmt: skip
 _HAVING_OPS: Final = ("=", "!=", ">", ">=", "<", "<=")
 MAX_BREAKDOWNS: Final = 100
 MAX_LIMIT: Final = 1000
-DEFAULT_LIMIT: Final = 100
+# Honeycomb's default: "the default limit of 1_000 results" (API reference, "Create a Query
+# Result"). The Query Data API client sends the limit explicitly, so both engines agree.
+DEFAULT_LIMIT: Final = 1000
+# The offsets Honeycomb accepts (API reference, "Create a Query": compare_time_offset_seconds).
+COMPARE_OFFSETS: Final = (1800, 3600, 7200, 28800, 86400, 604800, 2419200, 15724800)
 _FIELDS: Final = (
     "calculations", "filters", "filter_combination", "breakdowns", "havings", "orders",
-    "limit", "time_range", "start_time", "end_time", "granularity",
+    "limit", "time_range", "start_time", "end_time", "granularity", "calculated_fields",
+    "formulas", "compare_time_offset_seconds",
 )  # fmt: skip
 
 
@@ -74,27 +85,46 @@ _CALC_TEXT = re.compile(r"^\s*([A-Za-z_0-9]+)\s*(?:\(\s*(.*?)\s*\))?\s*$")
 
 @dataclass(frozen=True)
 class Calculation:
-    """One calculation: ``op`` and, except for COUNT and CONCURRENCY, a ``column``."""
+    """One calculation: ``op`` and, except for COUNT and CONCURRENCY, a ``column``; a
+    ``name`` (the result key, and a term orders can name in their ``column``) and
+    ``filters`` that narrow the events of this calculation only (Honeycomb's calculation
+    fields ``name``, ``filters``, ``filter_combination``). COUNT with a column is kept
+    for Honeycomb; the local engine refuses it."""
 
     op: str
     column: str | None = None
+    name: str | None = None
+    filters: tuple[Condition, ...] = ()
+    filter_combination: str = "AND"
 
     def __post_init__(self) -> None:
         if self.op not in CALCULATION_OPS:
             raise ConfigurationError(
                 f"unknown calculation {self.op!r}; use one of {', '.join(CALCULATION_OPS)}"
             )
-        if self.op in _NO_COLUMN and self.column is not None:
-            raise ConfigurationError(f"{self.op} takes no column; remove {self.column!r}")
-        if self.op not in _NO_COLUMN and (not isinstance(self.column, str) or not self.column):
+        if self.op == "CONCURRENCY" and self.column is not None:
+            raise ConfigurationError(f"CONCURRENCY takes no column; remove {self.column!r}")
+        if self.column is not None and (not isinstance(self.column, str) or not self.column):
+            raise ConfigurationError(f"{self.op}: column must be a non-empty string")
+        if self.op not in _NO_COLUMN and self.column is None:
             raise ConfigurationError(
                 f"{self.op} needs a column, e.g. {self.op}(duration_ms) or "
                 f'{{"op": "{self.op}", "column": "duration_ms"}}'
             )
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise ConfigurationError(f"{self.op}: a calculation's name must be a non-empty string")
+        filters = tuple(parse_condition(f) for f in _items("calculation filters", self.filters))
+        object.__setattr__(self, "filters", filters)
+        object.__setattr__(self, "filter_combination", parse_combination(self.filter_combination))
 
     @property
     def key(self) -> str:
-        """The result key: ``COUNT``, ``P99(duration_ms)``, ``HEATMAP(score.top1)``."""
+        """The result key: the ``name``, else ``COUNT``, ``P99(duration_ms)``..."""
+        return self.name if self.name is not None else self.term
+
+    @property
+    def term(self) -> str:
+        """``op(column)`` (or ``op``), whatever the name."""
         return self.op if self.column is None else f"{self.op}({self.column})"
 
     @classmethod
@@ -110,13 +140,23 @@ class Calculation:
                 )
             return cls(match.group(1).upper(), match.group(2) or None)
         if isinstance(obj, Mapping):
-            _check_keys(obj, {"op", "column"}, "calculation")
-            return cls(obj.get("op"), obj.get("column"))  # type: ignore[arg-type]
+            _check_keys(obj, {"op", "column", "name", "filters", "filter_combination"},
+                        "calculation")  # fmt: skip
+            return cls(obj.get("op"), obj.get("column"), obj.get("name"),  # type: ignore[arg-type]
+                       obj.get("filters") or (), obj.get("filter_combination") or "AND")  # fmt: skip
         raise ConfigurationError(f"a calculation must be a dict or text, got {obj!r}")
 
     def to_json(self) -> dict[str, Any]:
-        """Honeycomb's form: ``{"op": ..., "column": ...}`` (no column for COUNT)."""
-        return {"op": self.op} if self.column is None else {"op": self.op, "column": self.column}
+        """Honeycomb's form: ``{"op", "column"?, "name"?, "filters"?, "filter_combination"?}``."""
+        out: dict[str, Any] = {"op": self.op}
+        if self.column is not None:
+            out["column"] = self.column
+        if self.name is not None:
+            out["name"] = self.name
+        if self.filters:
+            out["filters"] = [f.to_json() for f in self.filters]
+            out["filter_combination"] = self.filter_combination
+        return out
 
 
 @dataclass(frozen=True)
@@ -240,8 +280,12 @@ class Query:
     Accepts the JSON forms for convenience (``calculations=["COUNT", "P99(duration_ms)"]``,
     ``filters=[{"column": ..., "op": ..., "value": ...}]``) and normalises them to the
     typed forms. No calculation means COUNT. ``limit`` None means Honeycomb's default
-    (100). No time field means, locally, the whole file (Honeycomb's default is the last
+    (1,000). No time field means, locally, the whole file (Honeycomb's default is the last
     7,200 seconds); ``time_range`` pairs with at most one of ``start_time``/``end_time``.
+    ``granularity`` 0 (as Honeycomb's UI writes it) means automatic, as None.
+    ``calculated_fields`` and ``formulas`` are kept as given, for Honeycomb (the local
+    engine refuses them); ``compare_time_offset_seconds`` is one of
+    :data:`COMPARE_OFFSETS`.
     """
 
     calculations: tuple[Calculation, ...]
@@ -255,6 +299,9 @@ class Query:
     start_time: int | None
     end_time: int | None
     granularity: int | None
+    calculated_fields: tuple[dict[str, Any], ...] = field(hash=False)
+    formulas: tuple[dict[str, Any], ...] = field(hash=False)
+    compare_time_offset_seconds: int | None = None
 
     def __init__(
         self,
@@ -269,6 +316,9 @@ class Query:
         start_time: int | None = None,
         end_time: int | None = None,
         granularity: int | None = None,
+        calculated_fields: Sequence[Mapping[str, Any]] = (),
+        formulas: Sequence[Mapping[str, Any]] = (),
+        compare_time_offset_seconds: int | None = None,
     ) -> None:
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
@@ -278,10 +328,12 @@ class Query:
             ("filter_combination", filter_combination), ("breakdowns", breakdowns),
             ("havings", havings), ("orders", orders), ("limit", limit),
             ("time_range", time_range), ("start_time", start_time), ("end_time", end_time),
-            ("granularity", granularity),
+            ("granularity", granularity), ("calculated_fields", calculated_fields),
+            ("formulas", formulas), ("compare_time_offset_seconds", compare_time_offset_seconds),
         ):  # fmt: skip
             put(name, value)
         self._validate(put)
+        self._validate_extras(put)
 
     def _validate(self, put: Any) -> None:
 
@@ -289,7 +341,9 @@ class Query:
         put("calculations", calcs or (Calculation("COUNT"),))
         keys = [c.key for c in self.calculations]
         if len(set(keys)) != len(keys):
-            raise ConfigurationError(f"duplicate calculation in {keys}; list each once")
+            raise ConfigurationError(
+                f"duplicate calculation in {keys}; list each once (or give each a 'name')"
+            )
         put("filters", tuple(parse_condition(f) for f in _items("filters", self.filters)))
         put("filter_combination", parse_combination(self.filter_combination))
         breakdowns = tuple(_items("breakdowns", self.breakdowns))
@@ -302,33 +356,71 @@ class Query:
         put("breakdowns", breakdowns)
         put("havings", tuple(Having.parse(h) for h in _items("havings", self.havings)))
         for having in self.havings:
-            if having.calculation.key not in keys:
+            if self.calculation_for(having.calculate_op, having.column) is None:
                 raise ConfigurationError(
-                    f"having on {having.calculation.key} needs that calculation in the "
+                    f"having on {having.calculation.term} needs that calculation in the "
                     f"query; add it to calculations ({', '.join(keys)})"
                 )
         put("orders", tuple(Order.parse(o) for o in _items("orders", self.orders)))
+        names = {c.name for c in self.calculations if c.name is not None}
         for order in self.orders:
             calc = order.calculation
-            if calc is None and order.column not in breakdowns:
+            if calc is None and order.column not in breakdowns and order.column not in names:
                 raise ConfigurationError(
                     f"order on {order.column!r}: it is neither a breakdown nor a calculation;"
                     f" breakdowns are {list(breakdowns)}"
+                    + (f", calculation names {sorted(names)}" if names else "")
                 )
-            if calc is not None and calc.key not in keys:
+            if calc is not None and self.calculation_for(calc.op, calc.column) is None:
                 raise ConfigurationError(
-                    f"order on {calc.key}: it is not one of the calculations ({', '.join(keys)})"
+                    f"order on {calc.term}: it is not one of the calculations ({', '.join(keys)})"
                 )
         limit = _int_or_none("limit", self.limit, minimum=1)
         if limit is not None and limit > MAX_LIMIT:
             raise ConfigurationError(f"limit is at most {MAX_LIMIT}, got {limit}")
         put("limit", limit)
+        if self.granularity == 0:
+            put("granularity", None)  # Honeycomb's UI writes 0 for "automatic"
         for name in ("time_range", "start_time", "end_time", "granularity"):
             put(
                 name,
                 _int_or_none(name, getattr(self, name), minimum=1 if name != "start_time" else 0),
             )
         self._check_times()
+
+    def _validate_extras(self, put: Any) -> None:
+        for name in ("calculated_fields", "formulas"):
+            items = _items(name, getattr(self, name))
+            if any(not isinstance(item, Mapping) for item in items):
+                raise ConfigurationError(f"{name} must be a list of objects, got {items!r}")
+            put(name, tuple(dict(item) for item in items))
+        offset = _int_or_none("compare_time_offset_seconds", self.compare_time_offset_seconds)
+        if offset is not None and offset not in COMPARE_OFFSETS:
+            raise ConfigurationError(
+                f"compare_time_offset_seconds {offset} is not one Honeycomb accepts; use one "
+                f"of {', '.join(map(str, COMPARE_OFFSETS))}"
+            )
+        put("compare_time_offset_seconds", offset)
+
+    def calculation_for(self, op: str, column: str | None) -> Calculation | None:
+        """The first calculation with this op and column (what a having or an order with
+        an ``op`` refers to), or None."""
+        return next((c for c in self.calculations if (c.op, c.column) == (op, column)), None)
+
+    def order_key(self, order: Order) -> str:
+        """The row key an order sorts on: a calculation's result key or a breakdown."""
+        if order.op is not None:
+            calc = self.calculation_for(order.op, order.column)
+            return calc.key if calc is not None else order.op
+        if order.column in self.breakdowns:
+            return order.column
+        named = next((c for c in self.calculations if c.name == order.column), None)
+        return named.key if named is not None else order.column or ""
+
+    def having_key(self, having: Having) -> str:
+        """The row key of the calculation a having tests."""
+        calc = self.calculation_for(having.calculate_op, having.column)
+        return calc.key if calc is not None else having.calculation.term
 
     def _check_times(self) -> None:
         if (
@@ -402,16 +494,23 @@ class Query:
         for name in ("limit", "time_range", "start_time", "end_time", "granularity"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        for name in ("calculated_fields", "formulas"):
+            if getattr(self, name):
+                out[name] = [dict(item) for item in getattr(self, name)]
+        if self.compare_time_offset_seconds is not None:
+            out["compare_time_offset_seconds"] = self.compare_time_offset_seconds
         return out
 
 
 def check_granularity(granularity: int, span: float) -> None:
-    """Honeycomb's rule: granularity between span/1000 and span/10 (seconds)."""
-    if not span / 1000 <= granularity <= span / 10:
-        low, high = max(1, -(-int(span) // 1000)), int(span // 10)
+    """Honeycomb's rule: granularity between span/1000 and span, so as few as one bucket
+    (API reference, "Create a Query": "Given a query time range T, valid values
+    (T/1000...T/1)")."""
+    if not span / 1000 <= granularity <= span:
+        low, high = max(1, -(-int(span) // 1000)), int(span)
         raise ConfigurationError(
             f"granularity {granularity}s is out of range for a {int(span)}s window: use "
-            f"between {low} and {high} seconds (window/1000 to window/10)"
+            f"between {low} and {high} seconds (window/1000 to the window)"
         )
 
 
@@ -422,10 +521,17 @@ class QueryResult:
     when the result came from Honeycomb. ``skipped_lines`` (local queries): lines of the
     files that are not JSON objects and so are in no row (malformed or truncated JSON,
     invalid UTF-8, a lone surrogate escape, an array or a scalar);
-    ``complete`` stays True, as the query did run over everything that could be read."""
+    ``complete`` stays True, as the query did run over everything that could be read.
+    ``warnings`` (local queries): a column of the query that no event has, with the
+    nearest column seen (the query runs anyway, as in Honeycomb, where it gives nulls).
+    ``compare`` (local queries with ``compare_time_offset_seconds``): the same
+    calculations ``compare_time_offset_seconds`` earlier, one row per row of ``rows`` (same
+    groups, same order) and the series of that earlier window."""
 
     rows: list[dict[str, Any]]
     series: list[dict[str, Any]] | None = None
     complete: bool = True
     query_url: str | None = None
     skipped_lines: int = 0
+    warnings: list[str] = field(default_factory=list)
+    compare: QueryResult | None = None

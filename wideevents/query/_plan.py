@@ -49,7 +49,9 @@ def sample_rate(expr: str, kind: ColumnKind) -> str:
     """The event's weight: ``samplerate`` by the one rule of ``wideevents._core.samplerate``
     (numbers and numeric strings rounded half up, at least 1; anything else 1)."""
     if kind == "number":
-        return f"COALESCE({_rate_of_number(expr)}, 1)"
+        # DOUBLE, not the DECIMAL that BIGINT + 0.5 gives: weighted sums must come back
+        # as numbers (a DECIMAL is a decimal.Decimal in Python, and not JSON).
+        return f"COALESCE({_rate_of_number(f'CAST({expr} AS DOUBLE)')}, 1)"
     if kind == "string":
         return f"COALESCE({_rate_of_text(expr)}, 1)"
     if kind == "json":
@@ -93,7 +95,7 @@ class Plan:
 
     def aggregates(self, calcs: Sequence[Calculation]) -> tuple[str, list[str]]:
         """COUNT, SUM, AVG, MIN, MAX, COUNT_DISTINCT in one statement; returns the SQL and
-        the result key of each selected value after the group keys."""
+        the ``op(column)`` of each selected value after the group keys (``COUNT`` first)."""
         select, group, _ = self._group()
         exprs, keys = ["sum(__w)"], ["COUNT"]
         for calc in calcs:
@@ -107,10 +109,10 @@ class Plan:
                         "MAX": f"max({x})",
                     }[calc.op]
                 )
-                keys.append(calc.key)
+                keys.append(calc.term)
             elif calc.op == "COUNT_DISTINCT":
                 exprs.append(f"count(DISTINCT {self.values[calc.column or '']})")
-                keys.append(calc.key)
+                keys.append(calc.term)
         return f"WITH {self.base} SELECT {select}{', '.join(exprs)} FROM base{group}", keys
 
     def percentiles(self, column: str, ops: Sequence[str]) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
-__all__ = ["BLOCK", "MAX_LINE", "Skipped", "lines_backwards", "tail_events"]
+__all__ = ["BLOCK", "MAX_LINE", "Skipped", "last_lines", "lines_backwards", "tail_events"]
 
 BLOCK: Final = 64 * 1024
 MAX_LINE: Final = 16 * 1024 * 1024  # events are 1 MB by default (Limits.max_event_bytes)
@@ -87,6 +87,26 @@ def lines_backwards(
             offset = start - 1
         carry, held, too_long = [pieces[0]], len(pieces[0]), len(pieces[0]) > max_line
     yield 0, (None if too_long else b"".join(reversed(carry)))
+
+
+def last_lines(path: str, count: int = 1000, budget: int = 4 * 1024 * 1024) -> list[bytes]:
+    """The last ``count`` complete lines of a file (at most ``budget`` bytes of them), the
+    last first; lines over :data:`MAX_LINE` and unreadable files give nothing."""
+    out: list[bytes] = []
+    try:
+        with open(path, "rb") as f:
+            lines = lines_backwards(f, os.fstat(f.fileno()).st_size)
+            next(lines, None)  # the text after the last newline: still being written
+            for _, raw in lines:
+                if raw is None:
+                    continue
+                budget -= len(raw)
+                if budget < 0 or len(out) >= count:
+                    break
+                out.append(raw)
+    except OSError:
+        pass  # the tail itself reports an unreadable file
+    return out
 
 
 def _last(

@@ -30,13 +30,15 @@ _TERM = re.compile(r"^[A-Za-z_0-9]+\s*(\(.*\))?$")
 
 
 def parse_value(text: str) -> Any:
-    """``true``/``false``/numbers/``"strings"``/JSON lists as JSON, else the text itself."""
+    """``true``/``false``/numbers/``"strings"``/JSON lists and objects as JSON (a list or
+    object compared with ``=`` or a string operator stands for its compact JSON text, as
+    Honeycomb stores a nested value), else the text itself."""
     stripped = text.strip()
     try:
         value = json.loads(stripped)
     except (ValueError, RecursionError):  # nested too deeply to be a value: the text itself
         return stripped
-    if value is None or isinstance(value, dict):
+    if value is None:
         return stripped  # null is not a value to compare with: keep the text
     return value
 
