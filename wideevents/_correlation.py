@@ -2,7 +2,8 @@
 
 Off until :func:`enable` is called (``OTelSink`` calls it; ``configure()`` is meant to
 call it when the application already imported OpenTelemetry), so ``import wideevents``
-and ``event()`` cost nothing for applications that do not use OpenTelemetry. Once on:
+and ``event()`` cost nothing for applications that do not use OpenTelemetry; and off for
+good while ``OTEL_SDK_DISABLED=true`` (:func:`sdk_disabled`). Once on:
 
 - a root event under an active OpenTelemetry span (an SDK span, or the remote parent
   that an instrumentation extracted from a ``traceparent``) takes the span's trace id,
@@ -15,7 +16,8 @@ and ``event()`` cost nothing for applications that do not use OpenTelemetry. Onc
 - ``wideevents.inject(headers)`` outside any event injects the active OpenTelemetry
   span's ``traceparent``.
 
-:func:`extract_parent` parses incoming headers with the API's W3C propagator.
+:func:`extract_parent` parses incoming headers with the API's W3C propagator (also while
+``OTEL_SDK_DISABLED=true``: a ``traceparent`` is W3C Trace Context, not the SDK).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._core import hooks
+from ._core.env import env
 from ._core.event import Event
+from ._core.log import log_once
+from ._core.secrets import shown
 from ._errors import ConfigurationError
 
 __all__ = [
     "current_parent", "disable", "enable", "enter_scope", "exit_scope", "extract_parent",
-    "inject_current", "is_enabled", "span_context_of",
+    "inject_current", "is_enabled", "sdk_disabled", "span_context_of",
 ]
 
 _lock = threading.Lock()
@@ -72,9 +77,35 @@ def _load() -> _API:
     return _api  # type: ignore[no-any-return]
 
 
+def sdk_disabled() -> bool:
+    """True when ``OTEL_SDK_DISABLED`` is ``true`` (any case): the OpenTelemetry parts of
+    wideevents (``OTLPSink``, ``OTelSink``, this correlation) stay off; logged once.
+
+    OpenTelemetry's "Environment Variable Specification" (``OTEL_SDK_DISABLED``, and its
+    Boolean rule): only ``true`` is true; any other value but ``false`` is false with a
+    warning.
+    """
+    raw = env("OTEL_SDK_DISABLED")
+    value = raw.lower()
+    if value == "true":
+        log_once("otel-sdk-disabled",
+                 "wideevents: OTEL_SDK_DISABLED=true: OTLPSink and OTelSink send nothing (their "
+                 "events are counted as dropped 'sdk_disabled') and trace correlation with "
+                 "OpenTelemetry is off; the other sinks are unaffected")
+        return True
+    if value not in ("", "false"):
+        log_once("otel-sdk-disabled-value",
+                 "wideevents: OTEL_SDK_DISABLED=%s is neither 'true' nor 'false'; read as "
+                 "false (OpenTelemetry stays on)", shown(raw, 60))
+    return False
+
+
 def enable() -> None:
-    """Turn correlation on (idempotent). Raises ConfigurationError without opentelemetry-api."""
+    """Turn correlation on (idempotent); nothing while ``OTEL_SDK_DISABLED=true``.
+    Raises ConfigurationError without opentelemetry-api."""
     global _enabled
+    if sdk_disabled():
+        return
     _load()
     with _lock:
         if _enabled:

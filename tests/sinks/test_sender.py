@@ -32,6 +32,10 @@ from wideevents._transport import (
     reply_for_status,
 )
 
+# A test backend's retryable statuses (each real backend states its own: HONEYCOMB_RETRYABLE,
+# OTLP_RETRYABLE).
+RETRYABLE = frozenset({429, 500, 503})
+
 
 class LineCodec:
     """Items joined by newlines; a 200 reply may list per-item rejections and retries."""
@@ -50,7 +54,7 @@ class LineCodec:
             spec = orjson.loads(response.body)
             return Reply("done", rejected=[(i, r) for i, r in spec.get("reject", [])],
                          retry=spec.get("retry", []))
-        return reply_for_status(response.status)
+        return reply_for_status(response.status, RETRYABLE)
 
 
 class Outcomes:

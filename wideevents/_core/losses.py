@@ -22,8 +22,9 @@ from .log import logger
 __all__ = ["DECISIONS", "LossCounts", "LossWatch", "losses", "summary", "total"]
 
 #: Drop reasons that are decisions, not failures: the pipeline's sampler and processors,
-#: and an OpenTelemetry SDK whose own sampler declined the span (``OTelSink``).
-DECISIONS = frozenset({"sampled", "processor", "not_recording"})
+#: an OpenTelemetry SDK whose own sampler declined the span (``OTelSink``), and
+#: ``OTEL_SDK_DISABLED=true`` (``OTLPSink``, ``OTelSink``).
+DECISIONS = frozenset({"sampled", "processor", "not_recording", "sdk_disabled"})
 
 LossCounts = dict[tuple[str, str, str], int]
 

@@ -4,6 +4,12 @@
 default, the OTLP resource): the explicit argument, else ``OTEL_SERVICE_NAME``, else
 ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``, else ``unknown_service:<process name>``
 as the OpenTelemetry specification does.
+
+Every entry of ``OTEL_RESOURCE_ATTRIBUTES`` is a static field of every event, whatever the
+sink (JSON lines, Honeycomb, OTLP), as OpenTelemetry's resource is on every span and log
+record. Precedence, highest first: ``configure(service_name=..., static_fields=...)``;
+then ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``; then detected values
+(``host.name``, ``process.pid``; ``service.version`` from ``SERVICE_VERSION``).
 """
 
 from __future__ import annotations
@@ -66,7 +72,11 @@ def static_fields(
     extra: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The fields added to every event; recomputed in a forked child (``process.pid``)."""
+    """The fields added to every event; recomputed in a forked child (``process.pid``).
+
+    Precedence (module docstring): ``extra`` and ``service_name``, then the environment's
+    resource attributes, then detected values.
+    """
     env = os.environ if env is None else env
     attrs = parse_resource_attributes(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     fields: dict[str, Any] = {"service.name": default_service_name(service_name, env)}
@@ -76,8 +86,11 @@ def static_fields(
     environment = attrs.get("deployment.environment.name") or attrs.get("deployment.environment")
     if environment:
         fields["deployment.environment.name"] = environment
-    fields["host.name"] = socket.gethostname()
-    fields["process.pid"] = os.getpid()
+    fields["host.name"] = attrs.get("host.name") or socket.gethostname()
+    fields["process.pid"] = os.getpid()  # always this process's: a forked child recomputes it
+    for key, value in attrs.items():
+        if key not in fields and key != "process.pid":
+            fields[key] = value
     if extra:
         fields.update(extra)
     return fields

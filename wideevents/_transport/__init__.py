@@ -6,7 +6,8 @@ is written and what a reply means) and submits pre-encoded items for a
 
 - :mod:`.sender`: buffers per destination, sender threads, flush/close, fork handling;
 - :mod:`.delivery`: one batch's life (compress, POST, retry with backoff, split, settle);
-- :mod:`.http`: keep-alive connections, origins, compression, ``Retry-After``;
+- :mod:`.http`: keep-alive connections, origins, compression, ``Retry-After`` (seconds or
+  an HTTP-date), the ``User-Agent`` every request carries;
 - :mod:`.contract`: the interfaces above and :class:`SenderConfig`;
 - :mod:`.reasons`: backend-supplied texts made bounded (rejection reasons, log lines).
 
@@ -17,6 +18,7 @@ from .contract import SENT, Codec, Destination, Reply, SenderConfig, backoff_del
 from .http import (
     COMPRESSIONS,
     MAX_REPLY_BYTES,
+    USER_AGENT,
     Response,
     make_compression,
     parse_origin,
@@ -39,6 +41,7 @@ __all__ = [
     "Sender",
     "SenderConfig",
     "TaggedOutcome",
+    "USER_AGENT",
     "backoff_delay",
     "make_compression",
     "parse_origin",

@@ -54,16 +54,19 @@ class Reply(NamedTuple):
 
 SENT = Reply("done")
 
-_DEFAULT_RETRYABLE = frozenset({408, 429})
 
+def reply_for_status(status: int, retryable: frozenset[int]) -> Reply:
+    """The usual meaning of a status: 2xx done, 413 split, ``retryable`` retry, else reject.
 
-def reply_for_status(status: int, retryable: frozenset[int] = _DEFAULT_RETRYABLE) -> Reply:
-    """The usual meaning of a status: 2xx done, 413 split, 5xx or ``retryable`` retry, else reject."""
+    Each backend states its own retryable statuses (``OTLP_RETRYABLE``,
+    ``HONEYCOMB_RETRYABLE`` in the sinks): there is no default, so that no backend
+    inherits another's rules.
+    """
     if 200 <= status < 300:
         return SENT
     if status == 413:
         return Reply("split", "413")
-    if status >= 500 or status in retryable:
+    if status in retryable:
         return Reply("retry", str(status))
     return Reply("reject", str(status))
 
@@ -99,6 +102,8 @@ class SenderConfig:
     ``buffer_bytes`` bound what waits (past them new items are dropped "buffer_full").
     A failed request is retried after ``backoff_delay`` up to ``max_attempts`` times and
     never after ``retry_deadline`` seconds from when its batch left the buffer.
+    ``request_timeout`` may be ``math.inf`` (no limit on one request, as
+    ``OTEL_EXPORTER_OTLP_TIMEOUT=0`` asks): the batch's ``retry_deadline`` still bounds it.
     """
 
     max_batch_events: int = 1000
@@ -125,6 +130,8 @@ class SenderConfig:
         for name in ("send_interval", "request_timeout", "retry_deadline", "backoff_initial",
                      "backoff_max"):
             value = getattr(self, name)
+            if name == "request_timeout" and value == float("inf"):
+                continue  # no limit per request: retry_deadline bounds it
             if (type(value) not in (int, float) or not value > 0
                     or value == float("inf")):
                 raise ValueError(

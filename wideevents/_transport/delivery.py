@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from .._core.log import log_once
 from .._core.secrets import mask
 from .contract import Codec, Destination, Reply, SenderConfig, backoff_delay
-from .http import TRANSPORT_ERRORS, Compress, ConnectionPool, make_compression
+from .http import TRANSPORT_ERRORS, USER_AGENT, Compress, ConnectionPool, make_compression
 from .reasons import Reasons
 
 __all__ = ["Batch", "Delivery", "Settle", "transport_cause"]
@@ -26,6 +26,28 @@ __all__ = ["Batch", "Delivery", "Settle", "transport_cause"]
 _monotonic = time.monotonic
 
 Settle = Callable[["Batch", str, str, int, "Sequence[object] | None", int], None]
+
+
+# Headers that describe the body: always the sender's, whatever a destination says.
+_BODY_HEADERS = frozenset({"content-type", "content-encoding", "content-length"})
+
+
+def _merged(base: dict[str, str], extra: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """``base`` with a destination's headers, names compared case-insensitively (HTTP
+    header names are: RFC 9110, section 5.1), so that a ``user-agent`` given by the user
+    replaces ours rather than travelling beside it; the body's headers stay ours."""
+    if not extra:
+        return dict(base)
+    names = {k.lower(): k for k in base}
+    out = dict(base)
+    for name, value in extra:
+        low = name.lower()
+        if low in _BODY_HEADERS:
+            continue
+        if low in names:
+            del out[names[low]]
+        out[name] = value
+    return out
 
 
 def transport_cause(exc: BaseException) -> str:
@@ -77,7 +99,7 @@ class Delivery:
         self._compressors: list[Compress] = []  # shared: as many as compress at once
         self._decompress = compression.decompress
         self._decode: Callable[[bytes], list[bytes]] | None = getattr(codec, "decode", None)
-        headers = {"Content-Type": codec.content_type, "User-Agent": "wideevents"}
+        headers = {"Content-Type": codec.content_type, "User-Agent": USER_AGENT}
         if compression.encoding:
             headers["Content-Encoding"] = compression.encoding
         self._base_headers = headers
@@ -115,8 +137,7 @@ class Delivery:
         """Send one part until it is settled; return sub-parts still to send (after a 413)."""
         cfg = self._config
         dest = batch.dest
-        headers = dict(self._base_headers)
-        headers.update(dest.headers)
+        headers = _merged(self._base_headers, dest.headers)
         items, tags, part.items = part.items, part.tags, None
         assert items is not None
         count = len(items)

@@ -21,8 +21,12 @@ Nothing here logs or formats request headers: they carry API keys. URLs are show
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import http.client
 import io
+import math
+import platform
 import socket
 import ssl
 import threading
@@ -33,6 +37,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .._core.secrets import shown
+from .._version import __version__
 
 __all__ = [
     "COMPRESSIONS",
@@ -42,12 +47,17 @@ __all__ = [
     "MAX_REPLY_BYTES",
     "Origin",
     "Response",
+    "USER_AGENT",
     "make_compression",
     "parse_origin",
     "post_once",
 ]
 
 COMPRESSIONS = ("zstd", "gzip", "none")
+#: Every request names the library, its version and the runtime, as libhoney-py
+#: (``libhoney-py/2.4.0 python/3.11.9``) and the OpenTelemetry exporters
+#: (``OTel-OTLP-Exporter-Python/1.45.2``) do.
+USER_AGENT = f"wideevents/{__version__} python/{platform.python_version()}"
 MAX_REPLY_BYTES = 1 << 20  # the most of a reply body ever read
 _SEND_CHUNK = 256 * 1024  # bytes per sendall: the deadline is checked between chunks
 _monotonic = time.monotonic
@@ -103,14 +113,26 @@ class Response(NamedTuple):
     truncated: bool = False
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (RFC 9110, section 10.2.3): a number
+    of seconds, or an HTTP-date (then the time until it, 0 when it has passed). None when
+    absent or unreadable (the usual backoff applies)."""
     if not value:
         return None
+    value = value.strip()
     try:
         seconds = float(value)
     except ValueError:
-        return None  # HTTP-date form: rare for these APIs; our own backoff applies
-    return seconds if seconds >= 0 else None
+        pass
+    else:
+        return seconds if seconds >= 0 and math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000" in an HTTP-date: UTC all the same
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - now())
 
 
 _ssl_context: ssl.SSLContext | None = None

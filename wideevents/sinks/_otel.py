@@ -21,7 +21,8 @@ Outcomes: "sent" means handed to the SDK (spans ended, records emitted); the SDK
 losses afterwards (its batch processor drops silently when full) are out of our sight.
 Dropped reasons: ``no_sdk`` (no SDK provider is configured: the API's no-op
 implementation would discard it), ``not_recording`` (the SDK's sampler declined the
-span), ``export_error``.
+span), ``sdk_disabled`` (``OTEL_SDK_DISABLED=true``: the sink starts no span and hands
+nothing over, and trace correlation stays off), ``export_error``.
 """
 
 from __future__ import annotations
@@ -59,15 +60,24 @@ _EXCEPTION = (("error.type", "exception.type"), ("error.message", "exception.mes
 
 
 def _env_limit(*names: str) -> int | None:
+    """The first of ``names`` set to a limit (``unset``: none), else the SDK's default.
+
+    A negative or unreadable value is ignored with a warning, as if not set (OpenTelemetry
+    "Common Configuration Specification", Numeric): never read as "no attributes"."""
     for name in names:
         raw = env(name)
         if raw:
             if raw.lower() == "unset":
                 return None
             try:
-                return max(0, int(raw))
+                value = int(raw)
             except ValueError:
-                continue
+                value = -1
+            if value >= 0:
+                return value
+            log_once(f"otel:limit:{name}",
+                     "wideevents: OTelSink: %s=%s is ignored (a limit is an integer >= 0)",
+                     name, shown(raw, 60))
     return DEFAULT_ATTRIBUTE_LIMIT
 
 
@@ -120,7 +130,9 @@ class OTelSink:
             raise ConfigurationError(
                 "OTelSink needs opentelemetry-api (and an SDK configured by the application): "
                 "pip install opentelemetry-api opentelemetry-sdk") from None
-        _otel.enable()
+        self._disabled = _otel.sdk_disabled()
+        if not self._disabled:
+            _otel.enable()
         self.mode = mode
         self._trace = trace
         self._empty_context = Context
@@ -139,8 +151,8 @@ class OTelSink:
             provider = tracer_provider if tracer_provider is not None else (
                 trace.get_tracer_provider())
             self._tracer = provider.get_tracer("wideevents", __version__)
-            self.on_start = self._on_start
-            if _otel.live_span is None:
+            self.on_start = None if self._disabled else self._on_start
+            if _otel.live_span is None and not self._disabled:
                 _otel.live_span = self._live_span
         else:
             from opentelemetry import _logs
@@ -222,6 +234,10 @@ class OTelSink:
 
     def export(self, batch: Sequence[Record]) -> None:
         """Hand each record to the SDK; never raises."""
+        if self._disabled:
+            if batch:  # OTEL_SDK_DISABLED=true: a decision, counted; not a loss
+                self._ledger.dropped("sdk_disabled", len(batch))
+            return
         outcomes: dict[str, int] = {}
         handle = self._export_span if self.mode == "span" else self._export_log
         for record in batch:
@@ -392,6 +408,8 @@ class OTelSink:
     def flush(self, timeout: float = 5.0) -> bool:
         """Ask the SDK provider to export what it holds, within ``timeout``. True when it
         did and no event was dropped since the previous flush/close returned."""
+        if self._disabled:
+            return self._outcome(True)
         force = getattr(self._provider(), "force_flush", None)
         if not callable(force):
             return self._outcome(True)

@@ -1,10 +1,11 @@
 """Honeycomb's Events API: batch elements, batch bodies and what replies mean.
 
 - :class:`HoneycombCodec`: batch bodies (a JSON array of ``{"data", "time", "samplerate"}``
-  elements, pre-encoded per event) and replies (per-event statuses; 401/403 logged once
-  with a hint about the key). Per-event error texts are the backend's: the first 20
-  distinct ones (masked, cut to 100 characters) are rejection reasons, later ones
-  ``"other"``; their detail is logged at most once a minute per reason, with a count.
+  elements, pre-encoded per event) and replies (per-event statuses; a 401 logged once with
+  a hint about the key, a 403 as the administrative throttling it means on the batch
+  endpoint; :data:`HONEYCOMB_RETRYABLE` resent). Per-event error texts are the backend's:
+  the first 20 distinct ones (masked, cut to 100 characters) are rejection reasons, later
+  ones ``"other"``; their detail is logged at most once a minute per reason, with a count.
 - :func:`record_elements` (the sink's records) and :func:`element` (a libhoney event):
   the same element bytes either way.
 - :func:`destination`: ``POST {api_host}/1/batch/{dataset}`` with ``X-Honeycomb-Team``.
@@ -39,13 +40,25 @@ from ..._transport import (
     reply_for_status,
 )
 
-__all__ = ["KEY_HINT", "HoneycombCodec", "destination", "element", "error_text",
-           "record_elements"]
+__all__ = ["HONEYCOMB_RETRYABLE", "KEY_HINT", "HoneycombCodec", "THROTTLED_HINT", "destination",
+           "element", "error_text", "record_elements"]
 
 KEY_HINT = (
     "check HONEYCOMB_API_KEY (or api_key=): it must be an ingest or configuration key of "
     "the target environment with permission to send events"
 )
+# Honeycomb's Events API reference, "Create Events" (batch): 403 is "Dropped due to
+# administrative throttling", not a refused key (that is 401).
+THROTTLED_HINT = (
+    "Honeycomb is throttling this team's events on the batch endpoint (administrative "
+    "throttling: the key itself was accepted); check the team's usage and limits in "
+    "Honeycomb or ask Honeycomb support"
+)
+# Statuses resent, for a whole batch or one event of it: libhoney-py's own list
+# (transmission.py, _get_requests_session: status_forcelist 500, 503, 504, 408, 429) plus
+# 502, a proxy's "the upstream failed", transient by definition (the OTLP specification
+# retries it too). Any other 4xx/5xx (501, 505...) would fail again: not retried.
+HONEYCOMB_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_REASON = 200
 _CHUNK = 32  # events per chunk to compress: ~70 KB here, below glibc's mmap threshold
 _dumps = orjson.dumps
@@ -110,7 +123,7 @@ class HoneycombCodec:
             code = entry.get("status") if isinstance(entry, dict) else None
             if type(code) is not int or 200 <= code < 300:
                 continue
-            if code == 429 or code >= 500:
+            if code in HONEYCOMB_RETRYABLE:
                 retry.append(i)
                 continue
             text = entry.get("error")
@@ -134,11 +147,15 @@ class HoneycombCodec:
         return Reply("done", rejected=rejected, retry=retry)
 
     def _failed(self, status: int, body: bytes) -> Reply:
-        reply = reply_for_status(status)
-        if status in (401, 403):
+        reply = reply_for_status(status, HONEYCOMB_RETRYABLE)
+        if status == 401:
             log_once(f"{self._name}:auth:{status}",
                      "wideevents: %s: Honeycomb refused the API key (HTTP %d); %s. "
                      "Events are counted as rejected.", self._name, status, KEY_HINT)
+        elif status == 403:
+            log_once(f"{self._name}:throttled:{status}",
+                     "wideevents: %s: Honeycomb dropped a batch (HTTP 403): %s. Its events "
+                     "are counted as rejected \"403\".", self._name, THROTTLED_HINT)
         elif reply.action == "reject":
             self._reasons.note(f"request:{status}",
                                "wideevents: %s: Honeycomb rejected a batch (HTTP %d): %s",

@@ -26,6 +26,7 @@ log messages or exceptions; libhoney's ``debug`` (which logs it) is never enable
 from __future__ import annotations
 
 import datetime
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -41,13 +42,23 @@ from ..._core.samplerate import sample_rate
 from ..._core.secrets import mask, shown
 from ..._core.service import default_service_name
 from ..._errors import ConfigurationError
-from ..._transport import COMPRESSIONS, SenderConfig, parse_origin, post_once
-from ._codec import KEY_HINT, error_text, record_elements
+from ..._transport import COMPRESSIONS, USER_AGENT, SenderConfig, parse_origin, post_once
+from ._codec import error_text, record_elements
 from ._libhoney import HoneycombTransmission
 
 __all__ = ["HoneycombSink"]
 
 DEFAULT_API_HOST = "https://api.honeycomb.io"
+# Honeycomb's API permissions reference: markers need a configuration key with the
+# "Manage Markers" permission; an ingest key can only send events.
+MARKER_HINT = (
+    "markers need a configuration key with the Manage Markers permission (Honeycomb: "
+    "Environment settings > API Keys > Configuration): set HONEYCOMB_CONFIG_KEY or pass "
+    "HoneycombSink(marker_key=...)"
+)
+# Ingest keys: hc + region letter + "ik_" (or "ic_", classic ingest) + 58 characters, as
+# libhoney-go (classicIngestKeyRegex) and Honeycomb's OpenTelemetry distributions read them.
+_INGEST_PREFIX = re.compile(r"hc[a-z]i[kc]_")
 _dumps = orjson.dumps
 
 
@@ -118,12 +129,46 @@ def _record_event_class(client_: Any) -> type:
     return RecordEvent
 
 
-def _check_key(key: str) -> None:
+def _check_key(key: str, source: str = "HONEYCOMB_API_KEY (or api_key=)") -> None:
     if (not key.isascii() or not key.isprintable() or any(c.isspace() for c in key)
             or '"' in key or "'" in key):
         raise ConfigurationError(
-            "The Honeycomb API key contains spaces, quotes or control characters; copy the "
-            "key again into HONEYCOMB_API_KEY (or api_key=) without surrounding whitespace")
+            f"The Honeycomb key in {source} contains spaces, quotes or control characters; "
+            "copy the key again without surrounding whitespace")
+
+
+def is_ingest_key(key: str) -> bool:
+    """True for a key shaped like an ingest key (which can send events, nothing else)."""
+    return _INGEST_PREFIX.match(key) is not None
+
+
+def _marker_key(marker_key: str | None) -> str | None:
+    """The configuration key for markers: ``marker_key=``, else ``HONEYCOMB_CONFIG_KEY``."""
+    source = "HoneycombSink(marker_key=...)"
+    if marker_key is None:
+        marker_key, source = env("HONEYCOMB_CONFIG_KEY"), "HONEYCOMB_CONFIG_KEY"
+    key = marker_key.strip() if isinstance(marker_key, str) else marker_key
+    if not key:
+        if source == "HONEYCOMB_CONFIG_KEY":
+            return None
+        raise ConfigurationError(f"{source}: use a Honeycomb configuration key; {MARKER_HINT}")
+    if not isinstance(key, str):
+        raise ConfigurationError(f"{source}: use the configuration key as a string")
+    _check_key(key, source)
+    if is_ingest_key(key):
+        raise ConfigurationError(f"{source} holds an ingest key, which cannot create markers; "
+                                 f"{MARKER_HINT}")
+    return key
+
+
+def _check_dataset(name: str, source: str) -> None:
+    # Honeycomb's Events API reference: dataset names "may contain URL-encoded spaces or
+    # other special characters, but not URL-encoded slashes"; a raw "/" splits the path.
+    if "/" in name:
+        raise ConfigurationError(
+            f"Honeycomb dataset {shown(name)} (from {source}) contains '/', which Honeycomb "
+            "does not accept in a dataset name; set HONEYCOMB_DATASET (or dataset=) to a "
+            f"name without '/', e.g. {shown(name.replace('/', '-'))}")
 
 
 class HoneycombSink:
@@ -132,10 +177,13 @@ class HoneycombSink:
     ``api_key`` / ``dataset`` / ``api_host`` default to ``HONEYCOMB_API_KEY`` /
     ``HONEYCOMB_DATASET`` (else the events' ``service.name``, taken from the first event;
     until then, and for markers sent before it, :func:`default_service_name`) /
-    ``HONEYCOMB_API_HOST`` (else ``https://api.honeycomb.io``). Bad settings raise
-    ``ConfigurationError`` here; afterwards nothing raises: outcomes are reported through
-    the pipeline's ledger (sent on 202, rejected with the error text or the HTTP code,
-    dropped with a reason).
+    ``HONEYCOMB_API_HOST`` (else ``https://api.honeycomb.io``). A dataset name may not
+    contain ``/`` (Honeycomb does not accept it). ``marker_key`` (else
+    ``HONEYCOMB_CONFIG_KEY``) is the configuration key :meth:`marker` uses (markers need
+    the Manage Markers permission, which ingest keys lack); without it, markers are sent
+    with ``api_key``. Bad settings raise ``ConfigurationError`` here; afterwards nothing
+    raises: outcomes are reported through the pipeline's ledger (sent on 202, rejected
+    with the error text or the HTTP code, dropped with a reason).
 
     Sending settings (see :class:`wideevents._transport.SenderConfig`): ``compression``
     ("zstd", "gzip" or "none"), ``max_batch_events``, ``send_interval`` (seconds a partial
@@ -164,6 +212,7 @@ class HoneycombSink:
         retry_deadline: float = 30.0,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
+        marker_key: str | None = None,
     ) -> None:
         key = (api_key if api_key is not None else env("HONEYCOMB_API_KEY")).strip()
         if not key:
@@ -171,13 +220,16 @@ class HoneycombSink:
                 "HoneycombSink needs an API key: set HONEYCOMB_API_KEY or pass api_key=... "
                 "(an ingest key from Honeycomb: Environment settings > API Keys)")
         _check_key(key)
+        self._marker_key = _marker_key(marker_key)
         name = (dataset if dataset is not None else env("HONEYCOMB_DATASET")).strip()
+        source = "dataset=" if dataset is not None else "HONEYCOMB_DATASET"
         # Without an explicit dataset, it is the events' service.name (docs/backends.md,
         # "Honeycomb Events API"): the default below until the first event shows the
         # pipeline's service.name.
         self._adopt_dataset = not name
         if not name:
-            name = default_service_name()
+            name, source = default_service_name(), "the service name"
+        _check_dataset(name, source)
         host = (api_host if api_host is not None else env("HONEYCOMB_API_HOST")).strip()
         host = (host or DEFAULT_API_HOST).rstrip("/")
         try:
@@ -252,7 +304,7 @@ class HoneycombSink:
                 self._adopt_dataset = False
                 service = batch[0].fields.get("service.name")
                 if isinstance(service, str) and service.strip() not in ("", self.dataset):
-                    self._use_dataset(service.strip())
+                    self._adopt(service.strip())
             try:
                 if self._client_adds_nothing():
                     elements, _ = record_elements(batch)
@@ -272,6 +324,17 @@ class HoneycombSink:
                      "wideevents: %s: %d events could not be queued (%s)", self.name,
                      missing, failure or "events without fields")
             sender.drop(reason, missing)
+
+    def _adopt(self, service: str) -> None:
+        """Use the events' service.name as the dataset, unless Honeycomb would refuse it."""
+        if "/" in service:
+            log_once(f"{self.name}:dataset-slash",
+                     "wideevents: %s: the events' service.name %s contains '/', which "
+                     "Honeycomb does not accept in a dataset name; they go to dataset %s. Set "
+                     "HONEYCOMB_DATASET (or dataset=) to choose the name", self.name,
+                     shown(service), shown(self.dataset))
+            return
+        self._use_dataset(service)
 
     def _client_adds_nothing(self) -> bool:
         """True unless fields were added to the libhoney client (``sink.client.add_field``)."""
@@ -316,14 +379,18 @@ class HoneycombSink:
         """Create a Honeycomb marker (``POST /1/markers/{dataset}``) now; blocks up to ``timeout``
         (the whole request: a server that answers slowly cannot hold it longer).
 
-        Returns the marker Honeycomb created, or None when it failed (logged, never raised).
+        Sent with ``marker_key`` / ``HONEYCOMB_CONFIG_KEY`` (a configuration key with the
+        Manage Markers permission), else with ``api_key``. Returns the marker Honeycomb
+        created, or None when it failed (logged, with a hint about the key on 401/403;
+        never raised).
         """
         body: dict[str, Any] = {"message": str(message), "type": str(type),
                                 "start_time": int(time.time())}
         if url:
             body["url"] = str(url)
-        headers = {"X-Honeycomb-Team": self._key, "Content-Type": "application/json",
-                   "User-Agent": "wideevents"}
+        key = self._marker_key or self._key
+        headers = {"X-Honeycomb-Team": key, "Content-Type": "application/json",
+                   "User-Agent": USER_AGENT}
         path = "/1/markers/" + quote(self.dataset, safe="")
         try:
             response = post_once(self._origin, path, _dumps(body), headers, timeout)
@@ -338,7 +405,14 @@ class HoneycombSink:
             except orjson.JSONDecodeError:
                 created = None
             return created if isinstance(created, dict) else body
-        hint = f"; {KEY_HINT}" if response.status in (401, 403) else ""
+        hint = ""
+        if response.status in (401, 403):
+            if self._marker_key is None:
+                which = "an ingest key" if is_ingest_key(key) else "the events' key"
+                hint = f"; it was sent with {which} (api_key / HONEYCOMB_API_KEY): {MARKER_HINT}"
+            else:
+                hint = ("; check the configuration key (HONEYCOMB_CONFIG_KEY or marker_key=): "
+                        "it needs the Manage Markers permission in the dataset's environment")
         log_once(f"{self.name}:marker:{response.status}",
                  "wideevents: %s: Honeycomb refused a marker (HTTP %d): %s%s", self.name,
                  response.status, error_text(response.body), hint)

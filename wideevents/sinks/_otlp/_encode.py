@@ -96,8 +96,8 @@ class Encoder:
     """Encodes events of one signal in one encoding; builds request bodies from items.
 
     ``resource`` holds the resource attributes every event starts from (for example
-    ``OTEL_RESOURCE_ATTRIBUTES``); an event's own ``service.*``, ``host.name``,
-    ``process.pid`` and ``deployment.environment.name`` override them. ``null_fields``
+    ``OTEL_RESOURCE_ATTRIBUTES``); an event's own ``service.*``, ``host.name``, ``process.pid``,
+    ``deployment.environment.name`` and keys of ``resource`` override them. ``null_fields``
     counts the ``None`` values left out. Thread-safety: :meth:`encode` runs on one thread
     (the pipeline's worker); :meth:`body` may run on any number of sender threads.
     """
@@ -116,7 +116,7 @@ class Encoder:
         self._traces = traces = signal == "traces"
         # Span.attributes is field 9, LogRecord.attributes field 6.
         self._keys = Keys(b"\x4a" if traces else b"\x32", _SKIP_TRACES if traces else _SKIP_LOGS,
-                           resource=True)
+                           resource=True, extra=frozenset(resource))
         self._resource_keys = Keys(b"\x0a", frozenset(), resource=False)
         self._event_keys = Keys(b"\x1a", frozenset(), resource=False)  # Span.Event.attributes
         self._attr: dict[str, Key] = {}  # keys that are plain attributes

@@ -3,26 +3,35 @@
 Each record is encoded once on the pipeline's worker (:mod:`._encode`:
 hand-written protobuf or OTLP/JSON) and handed to :mod:`wideevents._transport`, the
 machinery the Honeycomb sink uses: bounded buffer, batches, compression, retries with
-backoff and jitter (429, 408 and every 5xx, as the SDK's exporters do; ``Retry-After``
-honoured), deadlines and exact accounting. A partial success counts exactly the
-``rejected_log_records`` / ``rejected_spans`` the endpoint reports as rejected.
+backoff and jitter (429, 502, 503, 504 and connection errors only, as the OTLP
+specification's "Retryable Response Codes" says and opentelemetry-python's exporters do;
+``Retry-After`` honoured, in seconds or as an HTTP-date), deadlines and exact accounting.
+A partial success counts exactly the ``rejected_log_records`` / ``rejected_spans`` the
+endpoint reports as rejected. The resource carries ``OTEL_RESOURCE_ATTRIBUTES``,
+``service.name`` and the required ``telemetry.sdk.*`` attributes. With
+``OTEL_SDK_DISABLED=true`` the sink sends nothing: its events are counted as dropped
+``"sdk_disabled"`` (a decision, not a loss).
 
 Settings follow the OpenTelemetry exporter specification (argument first, then the
 per-signal variable, then the generic one)::
 
     endpoint     OTEL_EXPORTER_OTLP_{LOGS,TRACES}_ENDPOINT (used as is), else
-                 OTEL_EXPORTER_OTLP_ENDPOINT + /v1/{logs,traces}, else http://localhost:4318
+                 OTEL_EXPORTER_OTLP_ENDPOINT + /v1/{logs,traces} (not appended again when
+                 it already ends so: logged once), else http://localhost:4318
     headers      OTEL_EXPORTER_OTLP_{LOGS,TRACES}_HEADERS, else OTEL_EXPORTER_OTLP_HEADERS
     encoding     OTEL_EXPORTER_OTLP_{LOGS,TRACES}_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL
                  (http/protobuf or http/json), else protobuf
     compression  OTEL_EXPORTER_OTLP_{LOGS,TRACES}_COMPRESSION / ..._COMPRESSION, else gzip
-    timeout      OTEL_EXPORTER_OTLP_{LOGS,TRACES}_TIMEOUT / ..._TIMEOUT (ms), else 10 s
+    timeout      OTEL_EXPORTER_OTLP_{LOGS,TRACES}_TIMEOUT / ..._TIMEOUT (ms; 0: no limit
+                 on one request, retry_deadline still bounds it; negative: a warning and
+                 the default), else 10 s
 
 Header values (API keys) are only ever sent: never in ``repr()``, logs or errors.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +43,7 @@ from ..._core.log import log_once
 from ..._core.record import Record, SinkLedger
 from ..._core.secrets import clip, mask, shown
 from ..._core.service import default_service_name, parse_resource_attributes
+from ..._correlation import sdk_disabled
 from ..._errors import ConfigurationError
 from ..._transport import (
     COMPRESSIONS,
@@ -53,6 +63,17 @@ from ._encode import ENCODINGS, SIGNALS, Encoder, parse_export_response, parse_s
 __all__ = ["OTLPSink"]
 
 DEFAULT_ENDPOINT = "http://localhost:4318"
+DEFAULT_TIMEOUT = 10.0
+# Statuses retried: the OTLP specification, "Retryable Response Codes" (every other 4xx
+# and 5xx MUST NOT be retried); opentelemetry-python 1.45's exporters retry exactly these
+# (opentelemetry/exporter/otlp/common/http.py, _RETRYABLE_STATUS_CODES).
+OTLP_RETRYABLE = frozenset({429, 502, 503, 504})
+# Required on every resource (OpenTelemetry semantic conventions, "telemetry.sdk.*"; the
+# Resource SDK's "SDK-provided resource attributes"); OTEL_RESOURCE_ATTRIBUTES may override.
+SDK_RESOURCE = {"telemetry.sdk.name": "wideevents", "telemetry.sdk.language": "python",
+                "telemetry.sdk.version": __version__}
+# Headers that describe the body: the sink writes them.
+_BODY_HEADERS = frozenset({"content-type", "content-encoding", "content-length"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _PROTOCOLS = {"http/protobuf": "protobuf", "http/json": "json"}
 _KEY_HINT = ("check the API key header (for Honeycomb: x-honeycomb-team, from "
@@ -75,7 +96,7 @@ class _OTLPCodec:
         status = response.status
         if 200 <= status < 300:
             return self._accepted(response.body, count, status)
-        reply = reply_for_status(status)
+        reply = reply_for_status(status, OTLP_RETRYABLE)
         if reply.action == "reject":
             message = _message(parse_status_message(response.body))
             hint = f"; {_KEY_HINT}" if status in (401, 403) else ""
@@ -142,8 +163,16 @@ def _check_headers(headers: Mapping[str, str], source: str) -> dict[str, str]:
             raise ConfigurationError(
                 f"{source}: the value of header {shown(name)} must be printable ASCII text without "
                 "line breaks; copy it again without surrounding whitespace or quotes")
+        if name.lower() in _BODY_HEADERS:
+            raise ConfigurationError(
+                f"{source}: header {shown(name)} describes the request body, which OTLPSink "
+                "writes itself; leave it out (encoding= and compression= choose the body)")
         out[name] = value
     return out
+
+
+def _ends_with_signal(url: str, signal: str) -> bool:
+    return urllib.parse.urlsplit(url.strip()).path.rstrip("/").endswith(f"/v1/{signal}")
 
 
 def _with_signal_path(url: str, signal: str) -> str:
@@ -163,8 +192,10 @@ class OTLPSink:
     or an ``OTEL_EXPORTER_OTLP_HEADERS``-style string; ``encoding`` ``"protobuf"`` or
     ``"json"``; ``compression`` ``"gzip"``, ``"zstd"`` or ``"none"``. For Honeycomb's
     endpoint (``https://api.honeycomb.io``) the ``x-honeycomb-team`` header defaults to
-    ``HONEYCOMB_API_KEY``. The resource is ``OTEL_RESOURCE_ATTRIBUTES`` plus each event's
-    ``service.*``, ``host.name``, ``process.pid`` and ``deployment.environment.name``.
+    ``HONEYCOMB_API_KEY``. The resource is ``telemetry.sdk.*``, ``OTEL_RESOURCE_ATTRIBUTES``
+    and ``service.name``, then each event's ``service.*``, ``host.name``, ``process.pid``,
+    ``deployment.environment.name`` and fields named in ``OTEL_RESOURCE_ATTRIBUTES``.
+    ``timeout`` is in seconds (``math.inf``: no limit on one request).
 
     Bad settings raise ``ConfigurationError`` here; afterwards nothing raises: outcomes
     are reported through the pipeline's ledger (sent; rejected ``"400"``...,
@@ -199,8 +230,9 @@ class OTLPSink:
                 f"OTLPSink(signal={shown(signal)}) is not supported; use 'logs' (events as log "
                 "records) or 'traces' (events as spans)")
         per = f"OTEL_EXPORTER_OTLP_{signal.upper()}_"
-        url, source = self._endpoint(endpoint, signal, per)
+        url, source, written = self._endpoint(endpoint, signal, per)
         try:
+            parse_origin(written)  # first: an error quotes what the user wrote, masked
             origin = parse_origin(url)
         except ValueError as exc:
             raise ConfigurationError(
@@ -229,8 +261,9 @@ class OTLPSink:
                 env("OTEL_RESOURCE_ATTRIBUTES"), strict=True))
         except ConfigurationError as exc:
             raise ConfigurationError(f"OTLPSink: {exc}") from None
-        resource["service.name"] = default_service_name()
+        resource = {**SDK_RESOURCE, **resource, "service.name": default_service_name()}
         self.compression = resolved
+        self._disabled = sdk_disabled()
         self._encoder = Encoder(signal, self.encoding, resource, __version__)
         self._own_ledger = Ledger(self.name)
         self._sender = Sender(self.name, _OTLPCodec(self._encoder, self.name), config,
@@ -240,20 +273,30 @@ class OTLPSink:
 
     # -- configuration ----------------------------------------------------------------------
     @staticmethod
-    def _endpoint(endpoint: str | None, signal: str, per: str) -> tuple[str, str]:
+    def _endpoint(endpoint: str | None, signal: str, per: str) -> tuple[str, str, str]:
+        """``(URL, where it came from, the value as written there)``."""
         if endpoint is not None:
             if not isinstance(endpoint, str) or not endpoint.strip():
                 raise ConfigurationError(
                     f"OTLPSink(endpoint={shown(endpoint)}): use a base URL such as "
                     f"{DEFAULT_ENDPOINT}")
-            return _with_signal_path(endpoint, signal), "endpoint="
+            return _with_signal_path(endpoint, signal), "endpoint=", endpoint
         value = env(per + "ENDPOINT")
-        if value:
-            return value, per + "ENDPOINT"  # the per-signal URL is used as is (specification)
+        if value:  # the per-signal URL is used as is (specification)
+            return value, per + "ENDPOINT", value
         value = env("OTEL_EXPORTER_OTLP_ENDPOINT")
         if value:
-            return _with_signal_path(value, signal), "OTEL_EXPORTER_OTLP_ENDPOINT"
-        return _with_signal_path(DEFAULT_ENDPOINT, signal), "the default"
+            if _ends_with_signal(value, signal):
+                # The OTLP exporter specification ("Endpoint URLs for OTLP/HTTP") appends
+                # /v1/<signal> to this variable whatever it ends with; a URL already ending
+                # so is kept as the user surely meant it, and said.
+                log_once(f"otlp-endpoint-path:{signal}",
+                         "wideevents: OTEL_EXPORTER_OTLP_ENDPOINT=%s already ends in /v1/%s: "
+                         "used as is (the OpenTelemetry specification would append /v1/%s "
+                         "again; %sENDPOINT is the variable for a full URL)",
+                         shown(value), signal, signal, per)
+            return _with_signal_path(value, signal), "OTEL_EXPORTER_OTLP_ENDPOINT", value
+        return _with_signal_path(DEFAULT_ENDPOINT, signal), "the default", DEFAULT_ENDPOINT
 
     @staticmethod
     def _encoding(encoding: str | None, per: str) -> str:
@@ -292,20 +335,30 @@ class OTLPSink:
     def _timeout(timeout: float | None, per: str) -> float:
         if timeout is not None:
             if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                    or not 0 < timeout < float("inf")):
-                raise ConfigurationError(f"OTLPSink(timeout={shown(timeout)}): use seconds > 0")
+                    or not timeout > 0):
+                raise ConfigurationError(
+                    f"OTLPSink(timeout={shown(timeout)}): use seconds > 0 (math.inf: no limit "
+                    "on one request; retry_deadline still bounds it)")
             return float(timeout)
         name, value = first_env(per + "TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
         if not value:
-            return 10.0
+            return DEFAULT_TIMEOUT
         try:
             millis = float(value)
         except ValueError:
-            millis = -1.0
-        if not 0 < millis < float("inf"):
+            millis = math.nan
+        if not math.isfinite(millis):
             raise ConfigurationError(
-                f"{name}={shown(value)}: use a timeout in milliseconds, e.g. 10000")
-        return millis / 1000.0
+                f"{name}={shown(value)}: use a timeout in milliseconds, e.g. 10000 (0: no limit)")
+        # OpenTelemetry "Common Configuration Specification", Timeout: 0 means no limit;
+        # a negative value is ignored with a warning and the default applies.
+        if millis < 0:
+            log_once(f"otlp-timeout-negative:{name}",
+                     "wideevents: %s=%s is negative; the default of %g s applies (a timeout "
+                     "is 0 for no limit, or a positive number of milliseconds)",
+                     name, shown(value), DEFAULT_TIMEOUT)
+            return DEFAULT_TIMEOUT
+        return millis / 1000.0 if millis > 0 else math.inf
 
     @staticmethod
     def _headers(headers: Mapping[str, str] | str | None, per: str, host: str) -> dict[str, str]:
@@ -353,6 +406,10 @@ class OTLPSink:
 
     def export(self, batch: Sequence[Record]) -> None:
         """Encode the records and hand them to the sender (no network I/O here); never raises."""
+        if self._disabled:
+            if batch:  # OTEL_SDK_DISABLED=true: a decision, counted; not a loss
+                self._sender.ledger.dropped("sdk_disabled", len(batch))
+            return
         encode = self._encoder.encode
         items: list[bytes] = []
         failed = 0

@@ -260,10 +260,12 @@ def attr_json(info: Key, v: Any, out: list[bytes]) -> None:
 class Keys:
     """The ``Key`` cache of one attribute field (its protobuf tag) and one signal."""
 
-    def __init__(self, tag: bytes, skip: frozenset[str], resource: bool) -> None:
+    def __init__(self, tag: bytes, skip: frozenset[str], resource: bool,
+                 extra: frozenset[str] = frozenset()) -> None:
         self.tag = tag
         self._skip = skip
         self._resource = resource
+        self._extra = extra  # more resource keys: those of the base resource
         self.cache: dict[str, Key] = {}
         self._lock = threading.Lock()
 
@@ -278,7 +280,7 @@ class Keys:
             role = ROLE_SKIP
         elif key == "samplerate":
             role = ROLE_RATE
-        elif self._resource and is_resource_key(key):
+        elif self._resource and (is_resource_key(key) or key in self._extra):
             role = ROLE_RESOURCE
         else:
             role = ROLE_ATTR
