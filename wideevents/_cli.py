@@ -1,4 +1,9 @@
-"""The ``wideevents`` command: ``demo``, ``query``, ``tail``."""
+"""The ``wideevents`` command: ``demo``, ``query``, ``tail``.
+
+``wideevents --version`` prints ``wideevents <version>``; ``wideevents`` alone prints the
+help, which lists the commands, and exits 0 (as ``pip`` does); an unknown command or option
+is a usage error (exit 2, argparse's convention).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import NoReturn
 
 from ._core.terminal import escape
 from ._errors import ConfigurationError
+from ._version import __version__
 
 _EXTRA_FOR = {"duckdb": "query", "fastapi": "demo", "uvicorn": "demo", "httpx": "demo",
               "opentelemetry.proto": "otlp"}
@@ -35,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wideevents",
         description="Wide events for ML services: run the demo, query and tail event files.",
     )
+    parser.add_argument("--version", action="version", version=f"wideevents {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
     from ._demo import add_demo_parser
 
     add_demo_parser(sub)
@@ -53,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # `wideevents` alone: show what it can do
+        parser.print_help()
+        return 0
     try:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as exc:

@@ -137,7 +137,8 @@ def test_flask_in_process_routes_and_404(events: list[dict[str, Any]]) -> None:
 
 
 def test_flask_propagated_exception_is_recorded_and_reraised(events: list[dict[str, Any]]) -> None:
-    """With PROPAGATE_EXCEPTIONS the exception reaches the middleware, is recorded, re-raised."""
+    """With PROPAGATE_EXCEPTIONS the exception reaches the middleware, is recorded, re-raised;
+    the route is read from Flask's got_request_exception, before Flask clears its request."""
     app = Flask("wsgi_propagate")
     app.config["PROPAGATE_EXCEPTIONS"] = True
     raised = LookupError("gone")
@@ -151,8 +152,9 @@ def test_flask_propagated_exception_is_recorded_and_reraised(events: list[dict[s
         Server().run(app, environ("/boom"))
     assert info.value is raised
     [ev] = events
-    assert (500, True, "LookupError", "gone") == (
-        ev["http.response.status_code"], ev["error"], ev["error.type"], ev["error.message"])
+    assert (500, True, "LookupError", "gone", "/boom", "GET /boom") == (
+        ev["http.response.status_code"], ev["error"], ev["error.type"], ev["error.message"],
+        ev.get("http.route"), ev["name"])
 
 
 def test_exception_from_the_app_propagates_unchanged(events: list[dict[str, Any]]) -> None:

@@ -76,8 +76,19 @@ async def _drive(base_url: str, requests: int, seed: int, concurrency: int,
     return LoadResult(requests, ok, failed, time.perf_counter() - t0, predictions)
 
 
+def _on_a_terminal(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - None, closed or odd streams are not terminals
+        return False
+
+
 def run_load(base_url: str, requests: int, seed: int, *, concurrency: int = 16,
-             progress: bool = True) -> LoadResult:
+             progress: bool | None = None) -> LoadResult:
+    """Send the traffic; the progress bar is drawn only when stderr is a terminal (unless
+    ``progress`` says otherwise): redrawn with carriage returns, it would garble a log."""
+    if progress is None:
+        progress = _on_a_terminal(sys.stderr)
     return asyncio.run(_drive(base_url, requests, seed, concurrency, progress))
 
 

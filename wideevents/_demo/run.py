@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -44,11 +45,43 @@ class _Server:
         self.sock.close()
 
 
+class _IncidentNotes(logging.Filter):
+    """Appends, to a wideevents log line an injected incident causes, which incident it is:
+    the demo's reader should not take a warning the demo provoked for a fault of its own."""
+
+    def __init__(self, notes: dict[str, str]) -> None:
+        super().__init__()
+        self.notes = notes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+            for prefix, note in self.notes.items():
+                if text.startswith(prefix):
+                    record.msg, record.args = f"{text} <- {note}", None
+                    break
+        except Exception:  # noqa: BLE001 - a note must never cost the log line itself
+            pass
+        return True
+
+
 def run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str]) -> int:
+    notes = _IncidentNotes({})
+    log = logging.getLogger("wideevents")
+    log.addFilter(notes)
+    try:
+        return _run_mixer_demo(requests=requests, seed=seed, out=out, extra_sinks=extra_sinks,
+                               notes=notes)
+    finally:
+        log.removeFilter(notes)
+
+
+def _run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str],
+                    notes: _IncidentNotes) -> int:
     from wideevents._config import sinks_from_spec
 
     from .load import run_load, simulate_clicks
-    from .mixer import Mixer, create_app
+    from .mixer import CANARY, Mixer, create_app
     from .report import command_line, run_questions
 
     file_sink = FileSink(out)  # a bad path fails here with a ConfigurationError (exit 2)
@@ -60,6 +93,21 @@ def run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str]
     print(f"wideevents demo: the search mixer under uvicorn, {requests} requests "
           f"(seed {seed}); events -> {escape(out)}", file=sys.stderr)
     mixer = Mixer(seed=seed)
+    incidents = mixer.incidents
+    told = [f"the vector backend slows down in {incidents.slow_vector_region}"
+            if incidents.slow_vector_region else "",
+            f"tenant {incidents.zero_feature_tenant}'s click-through prior is silently 0"
+            if incidents.zero_feature_tenant else "",
+            f"the canary ranker ({CANARY}) scores queries of 34 characters or more NaN"
+            if incidents.canary_nonfinite else ""]
+    if any(told):
+        print("  injected incidents, for the queries below to find:", file=sys.stderr)
+        for t in told:
+            if t:
+                print(f"  - {t}", file=sys.stderr)
+    if incidents.canary_nonfinite:
+        notes.notes["wideevents.ml: ranking: non-finite scores"] = (
+            f"the demo's injected incident: the canary ranker {CANARY} on long queries")
     with _Server(create_app(mixer)) as server:
         result = run_load(f"http://127.0.0.1:{server.port}", requests, seed)
     wideevents.flush(timeout=10.0)  # the worker has cached every prediction for feedback

@@ -19,13 +19,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._core import runtime
 from .._core.hooks import parent_resolvers
-from .._core.redact import is_secret
+from .._core.redact import is_secret, redact_query
 from .._errors import ConfigurationError
 
 __all__ = [
     "HTTPOptions", "clean_request_id", "is_forbidden_header", "method_fields", "mount_template",
-    "parse_traceparent", "remote_parent",
+    "parse_traceparent", "query_field", "remote_parent",
     "safe_header_value", "status_error_fields", "walk_routes",
 ]
 
@@ -98,6 +99,36 @@ def status_error_fields(status: int) -> dict[str, Any]:
     except ValueError:
         phrase = f"HTTP {status}"
     return {"error": True, "error.type": str(status), "error.message": phrase}
+
+
+def query_field(raw: bytes | str) -> str | None:
+    """``url.query``: the query as the client sent it (without ``?``, percent-escapes kept),
+    the value of each secret parameter replaced by ``REDACTED`` by the one redaction rule
+    (``_core.redact``: OpenTelemetry's list plus the key rule, with the names the active
+    pipeline was configured to redact); None when empty.
+
+    ``raw`` is ASGI's ``query_string`` (bytes) or WSGI's ``QUERY_STRING`` (bytes decoded as
+    Latin-1, PEP 3333); bytes outside ASCII, from a client that did not percent-encode
+    them, are read as UTF-8 (RFC 3987's mapping of IRIs to URIs).
+    """
+    if not raw:
+        return None
+    if type(raw) is bytes:
+        text = raw.decode("latin-1") if raw.isascii() else raw.decode("utf-8", "replace")
+    elif type(raw) is str:
+        text = raw if raw.isascii() else _latin1_to_utf8(raw)
+    else:
+        return None
+    pipeline = runtime.current()
+    return pipeline.redactor.redact_query(text) if pipeline is not None else redact_query(text)
+
+
+def _latin1_to_utf8(text: str) -> str:
+    """WSGI hands bytes over decoded as Latin-1: recover the UTF-8 text they were."""
+    try:
+        return text.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # not Latin-1-decoded bytes after all: keep it as given
+        return text
 
 
 def clean_request_id(value: str) -> str | None:
@@ -219,7 +250,7 @@ class HTTPOptions:
     """The middlewares' validated options (raises ConfigurationError when one is wrong)."""
 
     __slots__ = ("exact_paths", "path_prefixes", "capture_headers", "request_id_header",
-                 "prediction_id_header")
+                 "prediction_id_header", "capture_query")
 
     def __init__(
         self,
@@ -228,7 +259,14 @@ class HTTPOptions:
         capture_headers: Iterable[str] = (),
         request_id_header: str | None = "X-Request-ID",
         prediction_id_header: str | None = None,
+        capture_query: bool = True,
     ) -> None:
+        if type(capture_query) is not bool:
+            raise ConfigurationError(
+                f"capture_query={capture_query!r}: pass True (record url.query, secret values "
+                "redacted; the default) or capture_query=False (never record the query string)"
+            )
+        self.capture_query = capture_query
         if isinstance(exclude_paths, str) or isinstance(capture_headers, str):
             raise ConfigurationError(
                 "exclude_paths and capture_headers take a list of strings, e.g. "

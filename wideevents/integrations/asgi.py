@@ -14,7 +14,10 @@ Starlette/FastAPI background tasks. ``duration_ms`` therefore includes backgroun
 ``stats()["fields"]["dropped"]["late"]``.
 
 Fields (OpenTelemetry HTTP semantic conventions): ``http.request.method``, ``http.route``,
-``url.path``, ``url.scheme``, ``http.response.status_code``, ``client.address``,
+``url.path``, ``url.query`` (when the request has one: as sent, without ``?``, the value of
+each secret-looking parameter replaced by ``REDACTED`` by ``wideevents._core.redact``;
+``capture_query=False`` never records it), ``url.scheme``, ``http.response.status_code``,
+``client.address``,
 ``user_agent.original``, ``http.request.body.size`` (``Content-Length``, else the bytes the
 application read), ``http.response.body.size``, ``request.id`` (the incoming
 ``X-Request-ID`` or a new UUIDv7), ``http.request.header.<name>`` for allowlisted headers
@@ -77,6 +80,8 @@ class WideEventsMiddleware:
     - ``prediction_id_header``: if set (e.g. ``"X-Prediction-ID"``), the event's
       ``prediction.id`` is returned in this response header, when the event has one by
       the time the response starts.
+    - ``capture_query``: record ``url.query`` (default True; secret values redacted); False
+      keeps the query string out of events altogether (privacy).
     """
 
     def __init__(
@@ -87,11 +92,14 @@ class WideEventsMiddleware:
         capture_headers: Iterable[str] = (),
         request_id_header: str | None = "X-Request-ID",
         prediction_id_header: str | None = None,
+        capture_query: bool = True,
     ) -> None:
         opts = _http.HTTPOptions(exclude_paths=exclude_paths, capture_headers=capture_headers,
                                  request_id_header=request_id_header,
-                                 prediction_id_header=prediction_id_header)
+                                 prediction_id_header=prediction_id_header,
+                                 capture_query=capture_query)
         self.app = app
+        self._capture_query = opts.capture_query
         self._exact = opts.exact_paths
         self._prefixes = opts.path_prefixes
         wanted: dict[bytes, tuple[int | str, ...]] = {
@@ -182,6 +190,10 @@ class WideEventsMiddleware:
     def _start(self, scope: Scope, path: str) -> tuple[Event, str, int | None]:
         method_name, f = _http.method_fields(scope.get("method", "GET"))
         f["url.path"] = path
+        if self._capture_query:
+            query = _http.query_field(scope.get("query_string", b""))
+            if query is not None:
+                f["url.query"] = query
         f["url.scheme"] = scope.get("scheme", "http")
         client = scope.get("client")
         if client:

@@ -13,21 +13,41 @@ are covered. Fields added later are dropped and counted in
 Fields and options are those of :mod:`wideevents.integrations.asgi`. ``http.route`` is
 the url rule of the request object the framework leaves in
 ``environ["werkzeug.request"]`` (``url_rule.rule``, e.g. ``/items/<int:item_id>``), read
-when the response starts (Flask clears it before returning), prefixed with
+when the response starts or Flask signals an exception (Flask clears it before
+returning), prefixed with
 ``SCRIPT_NAME``. ``http.request.body.size`` is ``CONTENT_LENGTH`` when given;
 ``http.response.body.size`` counts the bytes the server took from the iterable (data
 written through the legacy ``write()`` callable is not counted). The response iterable is
 wrapped, so a server's ``wsgi.file_wrapper`` shortcut is not used.
 
-Flask turns an endpoint's exception into a 500 answer itself: the event then gets
-``error=True``, ``error.type="500"`` (add ``error.type`` yourself in an error handler, or set
-``PROPAGATE_EXCEPTIONS`` to let the exception reach the middleware, which records its
-type and re-raises it unchanged; Flask then clears the request before we can read its
-route, so such an event has no ``http.route``).
+Errors, as on the ASGI side and as OpenTelemetry's Flask instrumentation records them
+(``_teardown_request(exc)``): an exception the application raises is recorded
+(``error``, ``error.type`` = its class, ``error.message``) and re-raised unchanged, with
+``http.response.status_code`` 500 when no response was started. An exception the framework
+turns into an error answer itself is recorded the same way, the status code staying in
+``http.response.status_code``:
+
+- Flask: through its ``got_request_exception`` signal (sent by ``Flask.handle_exception``
+  for exactly the exceptions no error handler of the application took, the ones answered
+  500). The signal is connected once, when a middleware is built or called in a process
+  where Flask is loaded (Flask is never imported here): a request during which Flask is
+  first imported falls back to the status code below. An exception that an application's
+  error handler turned into its own answer (a 404, say) is not an error.
+- Any WSGI framework: an ``exc_info`` passed to ``start_response`` with a 5xx status
+  (PEP 3333, "Error Handling").
+
+Where the application set ``error.type`` itself (in its 500 handler, say), its error
+fields are kept. A 5xx answer with no exception known gets ``error=True``, ``error.type``
+= the status code, ``error.message`` = its reason phrase (each only where not set).
+
+``url.query`` is ``QUERY_STRING`` when non-empty, secret values redacted (see
+:mod:`wideevents.integrations.asgi`; ``capture_query=False`` never records it).
 """
 
 from __future__ import annotations
 
+import contextvars
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -58,7 +78,7 @@ class _Request:
     """One request's state, shared by ``start_response`` and the body iterable."""
 
     __slots__ = ("ev", "environ", "method_name", "status", "sent", "route", "t0", "done_ns",
-                 "exc", "finished")
+                 "exc", "handled", "finished")
 
     def __init__(self, ev: Event, environ: dict[str, Any], method_name: str) -> None:
         self.ev = ev
@@ -69,8 +89,16 @@ class _Request:
         self.route: str | None = None
         self.t0 = _perf_ns()
         self.done_ns = 0
-        self.exc: BaseException | None = None
+        self.exc: BaseException | None = None  # raised through the middleware
+        self.handled: BaseException | None = None  # answered by the framework (a 500)
         self.finished = False
+
+    def read_route(self) -> None:
+        """The url rule of the framework's request object (werkzeug), while it is there."""
+        environ = self.environ
+        rule = getattr(getattr(environ.get("werkzeug.request"), "url_rule", None), "rule", None)
+        if type(rule) is str:
+            self.route = environ.get("SCRIPT_NAME", "") + rule
 
     def finish(self) -> None:
         if self.finished:
@@ -82,6 +110,8 @@ class _Request:
             status = self.status
             if not status and isinstance(exc, Exception):
                 status = 500
+            if exc is None and self.handled is not None and ev.get("error.type") is None:
+                exc = self.handled  # recorded by ev.finish() below, as a raised one is
             if status:
                 f["http.response.status_code"] = status
                 if status >= 500 and exc is None:
@@ -160,11 +190,60 @@ def _reset(token: Any) -> None:
     deactivate(token)  # tolerates a server that switched contexts between calls
 
 
+def _reset_running(token: contextvars.Token[_Request | None]) -> None:
+    try:
+        _running.reset(token)
+    except ValueError:  # a server that switched contexts between calls
+        _running.set(None)
+
+
+# The request whose application is running on this thread (or task): where a framework's
+# error signal, which does not carry the WSGI environ, records its exception.
+_running: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
+    "wideevents_wsgi_request", default=None)
+_flask_connected = False
+
+
+def _connect_flask() -> None:
+    """Connect :func:`_on_flask_exception` to Flask's ``got_request_exception``, once, if
+    Flask is loaded (it is never imported here)."""
+    global _flask_connected
+    flask = sys.modules.get("flask")
+    if flask is None or _flask_connected:
+        return
+    _flask_connected = True
+    try:
+        # blinker: connecting the same receiver twice (two threads racing here) is one
+        # connection; weak=False because the receiver is a module function anyway.
+        flask.got_request_exception.connect(_on_flask_exception, weak=False)
+    except Exception as err:  # noqa: BLE001 - an old Flask without blinker: 500s keep the code
+        log_once("wsgi-flask-signal", "wideevents: could not connect to Flask's "
+                 "got_request_exception signal; a Flask 500 is recorded with error.type = "
+                 "the status code: %s", safe_repr(err, 200))
+
+
+def _on_flask_exception(sender: object, exception: object = None, **extra: object) -> None:
+    """Flask's ``got_request_exception`` receiver: remember the exception it answered 500."""
+    try:
+        req = _running.get()
+        if req is None or req.finished or not isinstance(exception, BaseException):
+            return
+        if req.handled is None:
+            req.handled = exception
+        # With PROPAGATE_EXCEPTIONS Flask re-raises and clears its request before the
+        # response starts: the route is read here, while the request is still there.
+        req.read_route()
+    except Exception as err:  # noqa: BLE001 - a receiver's exception would reach Flask
+        log_once("wsgi-flask-exception", "wideevents: could not record a Flask exception: %s",
+                 safe_repr(err, 200))
+
+
 class WideEventsWSGIMiddleware:
     """WSGI middleware emitting one wide event per request.
 
     Options as :class:`wideevents.integrations.asgi.WideEventsMiddleware`:
-    ``exclude_paths``, ``capture_headers``, ``request_id_header``, ``prediction_id_header``.
+    ``exclude_paths``, ``capture_headers``, ``request_id_header``, ``prediction_id_header``,
+    ``capture_query``.
     """
 
     def __init__(
@@ -175,11 +254,15 @@ class WideEventsWSGIMiddleware:
         capture_headers: Iterable[str] = (),
         request_id_header: str | None = "X-Request-ID",
         prediction_id_header: str | None = None,
+        capture_query: bool = True,
     ) -> None:
         opts = _http.HTTPOptions(exclude_paths=exclude_paths, capture_headers=capture_headers,
                                  request_id_header=request_id_header,
-                                 prediction_id_header=prediction_id_header)
+                                 prediction_id_header=prediction_id_header,
+                                 capture_query=capture_query)
+        _connect_flask()
         self.app = app
+        self._capture_query = opts.capture_query
         self._exact = opts.exact_paths
         self._prefixes = opts.path_prefixes
         self._rid_key = (None if opts.request_id_header is None
@@ -198,6 +281,8 @@ class WideEventsWSGIMiddleware:
                 pass
         if path in self._exact or (self._prefixes and path.startswith(self._prefixes)):
             return self.app(environ, start_response)
+        if not _flask_connected:
+            _connect_flask()  # Flask may have been loaded after the middleware was built
         try:
             req = self._start(environ, path)
         except Exception as exc:  # noqa: BLE001 - never break the application
@@ -210,10 +295,10 @@ class WideEventsWSGIMiddleware:
                                    exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
             try:
                 req.status = int(status[:3])
-                rule = getattr(getattr(environ.get("werkzeug.request"), "url_rule", None),
-                               "rule", None)
-                if type(rule) is str:
-                    req.route = environ.get("SCRIPT_NAME", "") + rule
+                req.read_route()
+                if (exc_info is not None and req.status >= 500 and req.handled is None
+                        and isinstance(exc_info[1], BaseException)):
+                    req.handled = exc_info[1]  # PEP 3333: an error handler's answer
                 if pid_header is not None:
                     value = _http.safe_header_value(req.ev.get("prediction.id"))
                     if value is not None:
@@ -226,6 +311,7 @@ class WideEventsWSGIMiddleware:
             return start_response(status, headers, exc_info)
 
         token = activate(req.ev)
+        running = _running.set(req)
         try:
             result = self.app(environ, start_response_wrapper)
         except BaseException as exc:
@@ -233,12 +319,17 @@ class WideEventsWSGIMiddleware:
             req.finish()
             raise
         finally:
+            _reset_running(running)
             _reset(token)
         return _Body(result, req)
 
     def _start(self, environ: dict[str, Any], path: str) -> _Request:
         method_name, f = _http.method_fields(environ.get("REQUEST_METHOD", "GET"))
         f["url.path"] = path
+        if self._capture_query:
+            query = _http.query_field(environ.get("QUERY_STRING", ""))
+            if query is not None:
+                f["url.query"] = query
         f["url.scheme"] = environ.get("wsgi.url_scheme", "http")
         get = environ.get
         client = get("REMOTE_ADDR")
