@@ -45,8 +45,10 @@ __all__ = [
 
 
 def feedback(prediction_id: str, *, label: Any = None, reward: Any = None,
-             timestamp: Any = None, **fields: Any) -> None:
-    """Emit a ``feedback`` event for an earlier prediction (see :mod:`wideevents.ml`)."""
+             timestamp: Any = None, context: str | None = None, **fields: Any) -> None:
+    """Emit a ``feedback`` event for an earlier prediction (see :mod:`wideevents.ml`);
+    ``context`` is the token ``ev.feedback_context()`` returned with the prediction."""
     from .ml._feedback import feedback as _feedback
 
-    _feedback(prediction_id, label=label, reward=reward, timestamp=timestamp, **fields)
+    _feedback(prediction_id, label=label, reward=reward, timestamp=timestamp, context=context,
+              **fields)

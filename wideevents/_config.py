@@ -25,14 +25,15 @@ from ._core.secrets import shown
 from ._core.service import default_service_name, parse_resource_attributes, static_fields
 from ._errors import ConfigurationError
 from .ml import _bind as _ml_bind
+from .ml import _context as _ml_context
 
-__all__ = ["configure", "sinks_from_spec"]
+__all__ = ["configure", "sinks_from_spec", "sinks_from_specs"]
 
 _configure_lock = threading.Lock()  # one configure() at a time: none orphans another's pipeline
 
 SINK_SPEC_HELP = (
     "use 'stdout', 'stdout:pretty', 'file:PATH' (e.g. file:events.jsonl, {pid} allowed), "
-    "'honeycomb', 'otlp' or 'none'"
+    "'honeycomb', 'otlp' or 'none'; several separated by commas (stdout,file:events.jsonl)"
 )
 
 
@@ -67,6 +68,12 @@ def sinks_from_spec(spec: str) -> list[Any]:
         return [cls()]
     # Masked: the value may be an API key set in the wrong variable.
     raise ConfigurationError(f"unknown sink {shown(kind)}: {SINK_SPEC_HELP}")
+
+
+def sinks_from_specs(text: str) -> list[Any]:
+    """Sinks for a comma-separated list of specs (``"stdout,file:events.jsonl"``), as
+    ``configure(sinks=...)``, ``WIDEEVENTS_SINK`` and ``--sink`` take them."""
+    return [s for part in text.split(",") for s in sinks_from_spec(part)]
 
 
 def _validate_sink(sink: Any) -> Any:
@@ -137,15 +144,15 @@ def _build(
     if sinks is None:
         spec = env("WIDEEVENTS_SINK")
         try:
-            sink_list = sinks_from_spec(spec) if spec else sinks_from_spec("stdout")
+            sink_list = sinks_from_specs(spec) if spec else sinks_from_spec("stdout")
         except ConfigurationError as exc:
             raise ConfigurationError(f"environment variable WIDEEVENTS_SINK: {exc}") from None
     elif isinstance(sinks, str):
-        sink_list = [s for part in sinks.split(",") for s in sinks_from_spec(part)]
+        sink_list = sinks_from_specs(sinks)
     else:
         sink_list = []
         for s in sinks:
-            sink_list.extend(sinks_from_spec(s) if isinstance(s, str) else [_validate_sink(s)])
+            sink_list.extend(sinks_from_specs(s) if isinstance(s, str) else [_validate_sink(s)])
         seen: set[int] = set()
         for s in sink_list:
             if id(s) in seen:
@@ -192,24 +199,32 @@ def configure(
     otel: bool | None = None,
     self_report_interval: float | None = None,
     queue_bytes: int = DEFAULT_QUEUE_BYTES,
+    feedback_key: str | bytes | None = None,
 ) -> Pipeline:
     """Build and install the process-wide pipeline; raises ConfigurationError when wrong.
 
     ``sinks`` is a list of sink objects or specs (``"stdout"``, ``"file:events.jsonl"``...),
-    default ``WIDEEVENTS_SINK`` or stdout. ``redact`` adds names/globs to the default
-    redaction list. ``otel``: correlate with OpenTelemetry (active spans become parents, the
-    event's ids become the current span context); None means "if the application already
-    imported opentelemetry.trace". ``self_report_interval``: every so many seconds the
-    worker emits a ``wideevents.stats`` event carrying :func:`stats` flattened to
-    ``stats.*`` fields (None: never). ``queue_size`` and ``queue_bytes`` bound the queue
+    or specs separated by commas (``"stdout,file:events.jsonl"``), default
+    ``WIDEEVENTS_SINK`` (the same forms) or stdout. ``OTEL_RESOURCE_ATTRIBUTES`` entries
+    are static fields of every event (``static_fields`` and ``service_name`` win over
+    them). ``redact`` adds names/globs to the default redaction list. ``otel``: correlate
+    with OpenTelemetry (active spans become parents, the event's ids become the current
+    span context); None means "if the application already imported opentelemetry.trace";
+    nothing while ``OTEL_SDK_DISABLED=true``. ``self_report_interval``: every so many
+    seconds the worker emits a ``wideevents.stats`` event carrying :func:`stats` flattened
+    to ``stats.*`` fields (None: never). ``queue_size`` and ``queue_bytes`` bound the queue
     in events and in estimated bytes (docs/reliability.md, "Limits and defaults").
 
     The previous pipeline is flushed and shut down (within 2 s); events that finish on it
     afterwards are delivered by the new one. A sink object passed again is flushed, not
     closed, and carries on in the new pipeline. Calls from several threads are serialised.
+
+    ``feedback_key`` (default ``WIDEEVENTS_FEEDBACK_KEY``; at least 16 bytes, the same on
+    every host) signs ``ev.feedback_context()`` tokens and verifies them in ``feedback()``.
     """
     if not isinstance(exit_timeout, (int, float)) or not exit_timeout >= 0:
         raise ConfigurationError(f"exit_timeout={exit_timeout!r}: use seconds >= 0")
+    signing_key = _ml_context.resolve_key(feedback_key)  # ConfigurationError, key never shown
     pipeline = _build(service_name, sinks, sampler, processors, static_fields, queue_size,
                       enqueue_timeout, limits, redact, bind=False,
                       self_report_interval=self_report_interval,
@@ -227,6 +242,7 @@ def configure(
         pipeline.bind_sinks(handover)
         _enable_otel(otel)
         runtime.install(pipeline)
+        _ml_context.install(signing_key)
         pipeline.activate()
         lifecycle.set_exit_timeout(exit_timeout)
         lifecycle.arm()

@@ -156,7 +156,7 @@ def test_errors_accumulate_across_calls() -> None:
     _bind.scores(ev, "bad")
     _bind.scores(ev, "bad")
     _bind.features(ev, 42)
-    assert (3, ["scores: values are not numeric", "features: unsupported input type"]) == (
+    assert (3, ["scores: values are not numeric", "features: not a row of features"]) == (
         ev.fields[ERR],
         ev.fields[REASONS],
     )
@@ -253,6 +253,7 @@ def test_shadow_against_binary_and_regression() -> None:
             "shadow.model.version": "v2",
             "shadow.prediction.label": "no",
             "shadow.prediction.score": 0.4,
+            "shadow.prediction.p_positive": 0.4,
             "shadow.top1_same": False,
             "shadow.score_delta": 0.4 - 0.7,
         },

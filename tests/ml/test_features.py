@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.ml import assert_close, ref_bin
+from tests.support.ml import assert_close, ref_feature_bin
 from wideevents._errors import ConfigurationError
 from wideevents.ml import Profile, feature_fields
 
@@ -67,7 +67,7 @@ def test_fit_numeric_matches_reference(training: tuple[Any, list[str]]) -> None:
         col = X[:, j]
         finite = col[np.isfinite(col)]
         edges = np.percentile(finite, [10 * i for i in range(1, 10)]).tolist()
-        bins = [ref_bin(edges, x) for x in finite.tolist()]
+        bins = [ref_feature_bin(edges, x) for x in finite.tolist()]
         fractions = [bins.count(b) / len(finite) for b in range(10)]
         expected = {
             "name": name,
@@ -84,7 +84,8 @@ def test_fit_numeric_matches_reference(training: tuple[Any, list[str]]) -> None:
 
 
 def test_fit_categorical_from_a_frame() -> None:
-    """Categorical features: sorted categories as strings, nulls (None/NaN) excluded."""
+    """Categorical features: sorted canonical categories with their frequencies, nulls
+    (None/NaN) excluded; numbers stay numbers."""
     frame = FakeFrame(
         {
             "country": ["de", "fr", None, "de", float("nan"), "it"],
@@ -99,8 +100,11 @@ def test_fit_categorical_from_a_frame() -> None:
         "count": 6,
         "null_rate": 2 / 6,
         "categories": ["de", "fr", "it"],
+        "frequencies": [0.5, 0.25, 0.25],
     } == profile.feature("country")
-    assert ["1", "2", "3"] == profile.feature("plan")["categories"]
+    assert ([1, 2, 3], [0.5, 2 / 6, 1 / 6]) == (
+        profile.feature("plan")["categories"], profile.feature("plan")["frequencies"]
+    )
     assert (25.0, 60.0, 1 / 6) == (
         profile.feature("age")["min"],
         profile.feature("age")["max"],
@@ -127,7 +131,7 @@ def test_fit_all_missing_feature_has_no_range() -> None:
         (np.zeros((5, 2)), ["a", "a"], {}, "unique"),
         (np.array([["x", "1"], ["y", "2"]], dtype=object), ["a", "b"], {}, "categorical=[...]"),
         (np.zeros((5, 2)), ["a", "b"], {"categorical": ["c"]}, "are not features"),
-        (np.zeros((0, 2)), ["a", "b"], {}, "non-empty"),
+        (np.zeros((0, 2)), ["a", "b"], {}, "with rows"),
         (
             {"a": [str(i) for i in range(5)]},
             None,
@@ -151,7 +155,7 @@ def test_save_load_round_trip(tmp_path: Path, training: tuple[Any, list[str]]) -
     path = tmp_path / "profile.json"
     profile.save(path)
     document = json.loads(path.read_text())
-    assert ("wideevents.profile", 1) == (document["format"], document["version"])
+    assert ("wideevents.profile", 2) == (document["format"], document["version"])
     loaded = Profile.load(path, names=names)
     assert profile == loaded
     x = X[7]
@@ -173,7 +177,7 @@ def test_load_errors(tmp_path: Path) -> None:
     cases: list[tuple[Any, str]] = [
         ("{not json", "cannot be read as JSON"),
         ({"version": 1, "features": []}, "not a wideevents profile"),
-        ({**good_document(), "version": 2}, "version 2"),
+        ({**good_document(), "version": 3}, "version 3"),
         ({**good_document(), "features": []}, "non-empty list"),
     ]
     broken = good_document()
@@ -224,7 +228,7 @@ def reference_features(profile: Profile, values: dict[str, Any]) -> dict[str, An
         if f["min"] is not None and not f["min"] <= x <= f["max"]:
             oor.append(name)
         if f["edges"]:
-            out["feature_bin." + name] = ref_bin(f["edges"], x)
+            out["feature_bin." + name] = ref_feature_bin(f["edges"], x)
     out.update(
         {
             "data.null_count": nulls,
@@ -288,7 +292,7 @@ def test_dict_with_mixed_types_and_profile() -> None:
         "feature.extra": "note",
         "feature.flag": True,
         "feature.n": 4,
-        "feature_bin.age": ref_bin(profile.feature("age")["edges"], 65.0),
+        "feature_bin.age": ref_feature_bin(profile.feature("age")["edges"], 65.0),
         "data.null_count": 1,  # "score" is missing
         "data.nan_count": 0,
         "data.inf_count": 0,
@@ -388,9 +392,9 @@ def test_oor_feature_names_are_capped() -> None:
 @pytest.mark.parametrize(
     ("values", "kwargs", "reason"),
     [
-        (None, {}, "features: unsupported input type"),
-        (42, {}, "features: unsupported input type"),
-        ("text", {}, "features: unsupported input type"),
+        (None, {}, "features: not a row of features"),
+        (42, {}, "features: not a row of features"),
+        ("text", {}, "features: not a row of features"),
         (np.zeros((3, 4)), {}, "features: expected one row of features"),
         ([1.0, 2.0, 3.0], {"names": ["a", "b"]}, "features: names length mismatch"),
         ({"a": object()}, {}, "features: unsupported value type"),
@@ -403,7 +407,8 @@ def test_bad_input_never_raises(values: Any, kwargs: dict[str, Any], reason: str
     assert (1, [reason]) == (fields[ERR], fields[REASONS])
 
 
-def test_names_mismatch_records_what_it_can() -> None:
-    """More values than names: the named ones are recorded."""
+def test_names_mismatch_records_nothing() -> None:
+    """More values than names: which value is which feature is a guess, so no feature.* or
+    data.* field is recorded; one problem is counted."""
     fields = feature_fields(np.array([1.0, 2.0, 3.0]), names=["a", "b"])
-    assert (1.0, 2.0, "feature.2" in fields) == (fields["feature.a"], fields["feature.b"], False)
+    assert {ERR: 1, REASONS: ["features: names length mismatch"]} == fields

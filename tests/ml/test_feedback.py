@@ -228,6 +228,7 @@ def test_feedback_event_is_emitted() -> None:
         "prediction.score": 0.8,
         "feedback.matched": True,
         "feedback.label": "yes",
+        "feedback.correct": True,
         "feedback.reward": 1.0,
         "feedback.delay_ms": at.timestamp() * 1000 - made_ms,
         "feedback.source": "click",

@@ -55,6 +55,7 @@ def test_known_small_example() -> None:
         "score.entropy_norm": h / math.log(3),
         "prediction.nonfinite": False,
         "score.nonfinite_count": 0,
+        "score.bin": 6,
     }
     assert_close(expected, fields)
 
@@ -88,10 +89,12 @@ def test_k_larger_than_classes_reports_every_class() -> None:
 
 def test_single_value_with_multiclass_kind() -> None:
     """One class: top1 only, no margin, entropy 0 and entropy_norm undefined (None)."""
-    fields = score_fields([0.9], kind="multiclass")
-    assert 0.9 == fields["score.top1"]
+    fields = score_fields([1.0], kind="multiclass")
+    assert 1.0 == fields["score.top1"]
     assert "score.margin" not in fields
-    assert (0.0, None) == (fields["score.entropy"], fields["score.entropy_norm"])
+    assert (0.0, None, 9) == (
+        fields["score.entropy"], fields["score.entropy_norm"], fields["score.bin"]
+    )
 
 
 def test_row_shaped_input_is_one_vector() -> None:
@@ -150,19 +153,20 @@ def test_regression() -> None:
 
 
 def test_nonfinite_scores() -> None:
-    """NaN/Inf: excluded from the ranking, counted, reported as None when nothing is left."""
+    """NaN/Inf: the row is no distribution: numpy.argmax's label, a null score, counted."""
     v = [0.1, float("nan"), 0.5, float("inf"), 0.2]
     fields = score_fields(v, k=5)
     assert_close(ref_score_fields(v, None, 5), without_errors(fields))
-    assert (True, 2, 1, ["scores: non-finite values"]) == (
+    assert (1, True, 2, 1, ["scores: non-finite values"]) == (
+        fields["prediction.label"],
         fields["prediction.nonfinite"],
         fields["score.nonfinite_count"],
         fields[ERR],
         fields[REASONS],
     )
-    assert [2, 4, 0] == fields["score.topk.labels"]
+    assert "score.topk.labels" not in fields
     all_bad = score_fields([float("nan"), float("nan")])
-    assert (None, None, 2) == (
+    assert (0, None, 2) == (
         all_bad["prediction.label"],
         all_bad["prediction.score"],
         all_bad["score.nonfinite_count"],
@@ -174,7 +178,7 @@ def test_nonfinite_scores() -> None:
         regression["score.nonfinite_count"],
     )
     binary = score_fields(float("nan"), threshold=0.5)
-    assert (None, None, True) == (
+    assert (0, None, True) == (
         binary["prediction.label"],
         binary["prediction.score"],
         binary["prediction.nonfinite"],
@@ -183,10 +187,14 @@ def test_nonfinite_scores() -> None:
 
 def test_masked_logits_are_not_nonfinite() -> None:
     """-inf logits are masked classes: left out, not counted; NaN logits are counted."""
+    z = [1.0, -np.inf, 2.0, 0.5]
+    fields = score_fields(z, logits=True, k=5)
+    assert_close(ref_score_fields(z, None, 5, logits=True), fields)
+    assert (0, [2, 0, 3]) == (fields["score.nonfinite_count"], fields["score.topk.labels"])
     z = [1.0, -np.inf, 2.0, np.nan, 0.5]
     fields = score_fields(z, logits=True, k=5)
     assert_close(ref_score_fields(z, None, 5, logits=True), without_errors(fields))
-    assert (1, [2, 0, 4]) == (fields["score.nonfinite_count"], fields["score.topk.labels"])
+    assert (1, 3) == (fields["score.nonfinite_count"], fields["prediction.label"])
 
 
 def test_negative_probabilities_without_logits() -> None:
@@ -194,13 +202,16 @@ def test_negative_probabilities_without_logits() -> None:
     fields = score_fields([-1.0, 2.0, 0.5])
     assert (1, 1.5) == (fields["prediction.label"], fields["score.margin"])
     assert "score.entropy" not in fields
-    assert ["scores: negative probabilities (pass logits=True?)"] == fields[REASONS]
+    assert ["scores: values are not probabilities (pass logits=True?)"] == fields[REASONS]
 
 
-def test_unnormalised_scores_entropy_is_of_the_normalised_vector() -> None:
-    """Entropy is that of the scores divided by their sum (scipy.stats.entropy)."""
+def test_scores_that_are_no_probability_vector_have_no_calibration_fields() -> None:
+    """Scores above 1 (logits given as probabilities): ranked, no entropy or bin, counted."""
     v = np.array([2.0, 1.0, 1.0, 0.0])
-    assert_close(ref_score_fields(v), score_fields(v))
+    fields = score_fields(v)
+    assert_close(ref_score_fields(v), without_errors(fields))
+    assert ["scores: values are not probabilities (pass logits=True?)"] == fields[REASONS]
+    assert {"score.bin", "score.entropy"}.isdisjoint(fields)
 
 
 @pytest.mark.parametrize(

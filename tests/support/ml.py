@@ -80,6 +80,11 @@ def assert_close(expected: Any, actual: Any, rel: float = 1e-9) -> None:
     raise AssertionError(f"{expected!r} != {actual!r}")
 
 
+def ref_bin(p: float) -> int:
+    """Reference ``score.bin``: the decile i with i/10 <= p < (i+1)/10 (1.0 in bin 9)."""
+    return min(int(math.floor(p * 10)), 9)
+
+
 def ref_score_fields(
     values: Any,
     labels: list[Any] | None = None,
@@ -87,13 +92,18 @@ def ref_score_fields(
     logits: bool = False,
     kind: str = "auto",
     threshold: float | None = None,
+    positive: Any = None,
 ) -> dict[str, Any]:
-    """The score fields, from the definitions (no error accounting)."""
+    """The score fields, from the definitions of docs/schema.md (no error accounting)."""
     v = np.asarray(values, dtype=float).reshape(-1)
     if kind == "auto":
-        if v.size >= 2:
+        if v.size >= 3:
             kind = "multiclass"
-        elif threshold is not None or (labels is not None and len(labels) == 2):
+        elif v.size == 2:
+            kind = "binary" if threshold is not None or positive is not None else "multiclass"
+        elif threshold is not None or positive is not None or (
+            labels is not None and len(labels) == 2
+        ):
             kind = "binary"
         else:
             kind = "regression"
@@ -106,55 +116,77 @@ def ref_score_fields(
             "score.nonfinite_count": 0 if ok else 1,
         }
     if kind == "binary":
-        return _ref_binary(v, labels, logits, threshold)
-    return _ref_multiclass(v, labels, k, logits)
+        return _ref_binary(v, labels, logits, threshold, positive)
+    return _ref_multiclass(v, labels, k, logits, positive)
 
 
 def _ref_binary(
-    v: np.ndarray[Any, Any], labels: list[Any] | None, logits: bool, threshold: float | None
+    v: np.ndarray[Any, Any],
+    labels: list[Any] | None,
+    logits: bool,
+    threshold: float | None,
+    positive: Any,
 ) -> dict[str, Any]:
-    bad = int(np.sum(~np.isfinite(v)))
-    out: dict[str, Any] = {"prediction.nonfinite": bad > 0, "score.nonfinite_count": bad}
-    if bad:
-        out.update({"prediction.label": None, "prediction.score": None})
-        return out
-    if v.size == 2:
-        p = float(scipy.special.softmax(v)[1]) if logits else float(v[1])
-    else:
-        p = float(scipy.special.expit(v[0])) if logits else float(v[0])
-    positive = p >= (0.5 if threshold is None else threshold)
     names = labels if labels is not None else [0, 1]
-    out["prediction.label"] = names[1] if positive else names[0]
+    pos = 1 if positive is None else names.index(positive)
+    with np.errstate(all="ignore"):
+        if v.size == 2:
+            p = float(scipy.special.softmax(v)[pos]) if logits else float(v[pos])
+        else:
+            p = float(scipy.special.expit(v[0])) if logits else float(v[0])
+    chosen = pos if p >= (0.5 if threshold is None else threshold) else 1 - pos
+    bad = int(np.sum(~np.isfinite(v)))
+    out: dict[str, Any] = {
+        "prediction.label": names[chosen],
+        "prediction.nonfinite": bad > 0,
+        "score.nonfinite_count": bad,
+    }
+    if bad:
+        out["prediction.score"] = None
+        return out
     out["prediction.score"] = p
-    if 0.0 <= p <= 1.0:
+    if logits:
+        ok = True
+    elif v.size == 2:
+        ok = bool(((v >= 0) & (v <= 1)).all()) and abs(float(v.sum()) - 1) <= 0.01
+    else:
+        ok = 0.0 <= p <= 1.0
+    if ok:
+        out["prediction.p_positive"] = p
         out["score.margin"] = abs(max(p, 1 - p) - min(p, 1 - p))
         h = float(scipy.stats.entropy([1 - p, p]))
         out["score.entropy"] = h
         out["score.entropy_norm"] = h / math.log(2)
+        out["score.bin"] = ref_bin(p)
     return out
 
 
 def _ref_multiclass(
-    v: np.ndarray[Any, Any], labels: list[Any] | None, k: int, logits: bool
+    v: np.ndarray[Any, Any], labels: list[Any] | None, k: int, logits: bool, positive: Any
 ) -> dict[str, Any]:
     finite = np.isfinite(v)
-    if logits:
-        bad = int(np.sum(~finite & (v != -np.inf)))
-    else:
-        bad = int(np.sum(~finite))
-    out: dict[str, Any] = {"prediction.nonfinite": bad > 0, "score.nonfinite_count": bad}
+    masked = (v == -np.inf) if logits else np.zeros(v.size, dtype=bool)
+    bad = int(np.sum(~finite & ~masked))
+    names_all = labels if labels is not None else list(range(v.size))
+    if bad or masked.all():
+        return {
+            "prediction.label": names_all[int(np.argmax(v))],
+            "prediction.score": None,
+            "prediction.nonfinite": bad > 0,
+            "score.nonfinite_count": bad,
+        }
+    out: dict[str, Any] = {"prediction.nonfinite": False, "score.nonfinite_count": 0}
     valid_index = [i for i in range(v.size) if finite[i]]
-    if not valid_index:
-        out.update({"prediction.label": None, "prediction.score": None})
-        return out
-    probs = np.full(v.size, np.nan)
+    probs = np.zeros(v.size)
     if logits:
         probs[valid_index] = scipy.special.softmax(v[valid_index])
+        ok = True
     else:
         probs[valid_index] = v[valid_index]
-    order = sorted(valid_index, key=lambda i: (-probs[i], i))
+        ok = bool(v.min() >= 0 and v.max() <= 1 and abs(v.sum() - 1) <= 0.01)
+    order = sorted(valid_index, key=lambda i: (-v[i], i))
     shown = order[: min(k, len(order))]
-    names = [labels[i] if labels is not None else i for i in shown]
+    names = [names_all[i] for i in shown]
     out["prediction.label"] = names[0]
     out["prediction.score"] = float(probs[order[0]])
     for rank, (i, name) in enumerate(zip(shown, names, strict=True), 1):
@@ -164,11 +196,14 @@ def _ref_multiclass(
     out["score.topk.scores"] = [float(probs[i]) for i in shown]
     if len(order) >= 2:
         out["score.margin"] = float(probs[order[0]] - probs[order[1]])
-    valid = probs[valid_index]
-    if valid.min() >= 0 and valid.sum() > 0:
+    if ok:
+        valid = probs[valid_index]
         h = float(scipy.stats.entropy(valid))
         out["score.entropy"] = h
         out["score.entropy_norm"] = h / math.log(len(valid)) if len(valid) >= 2 else None
+        out["score.bin"] = ref_bin(float(probs[order[0]]))
+        if positive is not None:
+            out["prediction.p_positive"] = float(probs[names_all.index(positive)])
     return out
 
 
@@ -210,6 +245,6 @@ def ref_compare(primary: list[Any], shadow: list[Any], k: int) -> dict[str, Any]
     }
 
 
-def ref_bin(edges: list[float], x: float) -> int:
+def ref_feature_bin(edges: list[float], x: float) -> int:
     """Reference decile bin: how many edges are <= x."""
     return sum(1 for e in edges if e <= x)

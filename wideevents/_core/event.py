@@ -21,10 +21,11 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from . import hooks, runtime
+from . import runtime
 from .hooks import inject_fallbacks, parent_resolvers, scope_hooks
 from .ids import new_span_id, new_trace_id, uuid7
 from .log import log_once
+from .mlcalls import MLMethods
 from .normalize import safe_repr, snapshot
 from .timefmt import unix_ns
 
@@ -78,7 +79,7 @@ class _Timer:
             f[self._key] = value  # no call since the check (module docstring)
 
 
-class Event:
+class Event(MLMethods):
     """One wide event. Create it with :func:`event`; use it as a context manager.
 
     Fields are added with :meth:`add`, ``ev[key] = value``, :meth:`incr`, :meth:`timer`
@@ -319,36 +320,7 @@ class Event:
                 self._fields["prediction.id"] = pid  # no call since the check
         return pid
 
-    # -- ML helpers (wideevents.ml); never raise, even if the module cannot load ----------
-    def model(self, name: str, version: str, **kwargs: Any) -> Event:
-        """``model.*`` fields; see :func:`wideevents.ml._bind.model`."""
-        _ml_call("model", self, name, version, **kwargs)
-        return self
-
-    def scores(self, values: Any, **kwargs: Any) -> Event:
-        """``prediction.*`` and ``score.*`` fields; see :func:`wideevents.ml.score_fields`."""
-        _ml_call("scores", self, values, **kwargs)
-        return self
-
-    def features(self, values: Any, **kwargs: Any) -> Event:
-        """``feature.*``, ``feature_bin.*`` and ``data.*`` fields."""
-        _ml_call("features", self, values, **kwargs)
-        return self
-
-    def ranking(self, ids: Any, scores: Any, **kwargs: Any) -> Event:
-        """``result.*`` fields; the event's primary result."""
-        _ml_call("ranking", self, ids, scores, **kwargs)
-        return self
-
-    def retrieval(self, backend: str, **kwargs: Any) -> Event:
-        """``retrieval.<backend>.*`` and ``timing.retrieval.<backend>_ms``."""
-        _ml_call("retrieval", self, backend, **kwargs)
-        return self
-
-    def shadow(self, version: str, **kwargs: Any) -> Event:
-        """``shadow.*``: agreement of a dark-launched model with the primary result."""
-        _ml_call("shadow", self, version, **kwargs)
-        return self
+    # The ML helpers (model, scores, features, ...) come from MLMethods (.mlcalls).
 
     # -- finishing ------------------------------------------------------------------------
     @property
@@ -459,21 +431,11 @@ def exit_scope(entered: list[tuple[Callable[[object], None], object]]) -> None:
             log_once("scope-exit", "wideevents: a scope hook failed: %s", safe_repr(exc, 200))
 
 
-def _ml_call(helper: str, ev: Event, *args: Any, **kwargs: Any) -> None:
-    try:
-        helpers = hooks.ml_helpers
-        if helpers is None:
-            log_once("ml-unwired", "wideevents: ev.%s() needs wideevents.ml, which was not "
-                     "wired in (import wideevents does it); the call was ignored", helper)
-            return
-        getattr(helpers, helper)(ev, *args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - the helpers contain their own errors; belt and braces
-        log_once(f"ml:{helper}:{type(exc).__name__}", "wideevents: ev.%s() failed: %s", helper,
-                 safe_repr(exc, 200))
-
-
 class _NonRecordingEvent(Event):
-    """What :func:`current_event` returns outside any event: accepts everything, keeps nothing."""
+    """What :func:`current_event` returns outside any event: accepts everything, keeps
+    nothing (its ML helpers do nothing: they check ``recording``). Each call of
+    :func:`current_event` gets a fresh one, whose ``prediction_id`` is stable for that object
+    and shared with no other caller; it belongs to no recorded prediction (logged once)."""
 
     __slots__ = ()
     recording = False
@@ -513,25 +475,14 @@ class _NonRecordingEvent(Event):
 
     @property
     def prediction_id(self) -> str:
-        return uuid7()
-
-    def model(self, name: str, version: str, **kwargs: Any) -> Event:
-        return self
-
-    def scores(self, values: Any, **kwargs: Any) -> Event:
-        return self
-
-    def features(self, values: Any, **kwargs: Any) -> Event:
-        return self
-
-    def ranking(self, ids: Any, scores: Any, **kwargs: Any) -> Event:
-        return self
-
-    def retrieval(self, backend: str, **kwargs: Any) -> Event:
-        return self
-
-    def shadow(self, version: str, **kwargs: Any) -> Event:
-        return self
+        pid = self._prediction_id
+        if pid is None:
+            pid = self._prediction_id = uuid7()
+            log_once("stand-in-prediction-id", "wideevents: prediction_id was read outside any "
+                     "event (current_event() returned a non-recording stand-in): the id is "
+                     "stable for that object but no event records it, so feedback for it "
+                     "cannot match; read it inside `with wideevents.event(...)`")
+        return pid
 
     def finish(self, exc: BaseException | None = None) -> None:
         return None
@@ -560,13 +511,14 @@ def event(name: str, /, **fields: Any) -> Event:
         return Event(name, fields)
     except Exception as exc:  # noqa: BLE001 - never break the caller
         log_once("event-start", "wideevents: could not start an event: %s", safe_repr(exc, 200))
-        return NON_RECORDING
+        return _NonRecordingEvent()
 
 
 def current_event() -> Event:
-    """The innermost active event, or a non-recording one (never None)."""
+    """The innermost active event, or a fresh non-recording stand-in (never None): its
+    ``prediction_id`` is stable for that object, and no other caller shares it."""
     ev = _current.get()
-    return ev if ev is not None else NON_RECORDING
+    return ev if ev is not None else _NonRecordingEvent()
 
 
 def add(fields: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:

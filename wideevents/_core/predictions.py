@@ -1,5 +1,8 @@
 """Recent predictions, kept for ``wideevents.feedback()``: filled by the pipeline's worker.
 
+Memory: at most ``max_size`` entries (10,000 by default), each the copied fields of one
+prediction (``data.oor_features`` is at most 20 names).
+
 The worker calls :func:`remember` for every event with a string ``prediction.id`` (off
 the request thread, before sampling, so feedback for a sampled-away prediction still
 matches); ``wideevents.ml``'s ``feedback()`` reads it with :func:`lookup`. The cache is
@@ -21,8 +24,8 @@ from .log import log_once
 
 __all__ = ["PredictionCache", "cache", "lookup", "remember"]
 
-_COPY_PREFIXES = ("model.", "slice.")
-_COPY_KEYS = ("prediction.label", "prediction.score")
+_COPY_PREFIXES = ("model.", "slice.", "data.")
+_COPY_KEYS = ("prediction.label", "prediction.score", "prediction.p_positive", "score.bin")
 
 
 class PredictionCache:
@@ -88,9 +91,10 @@ if hasattr(os, "register_at_fork"):
 
 
 def remember(fields: Mapping[str, Any]) -> None:
-    """Keep a finished prediction's ``model.*``, ``slice.*``, ``prediction.label`` and
-    ``prediction.score`` for later feedback. Events without a string ``prediction.id``,
-    and ``feedback`` events themselves, are ignored. Never raises."""
+    """Keep a finished prediction's ``model.*``, ``slice.*``, ``data.*`` (its input's
+    integrity counts), ``prediction.label``, ``prediction.score``, ``prediction.p_positive``
+    and ``score.bin`` for later feedback. Events without a string ``prediction.id``, and
+    ``feedback`` events themselves, are ignored. Never raises."""
     try:
         key = fields.get("prediction.id")
         if type(key) is not str or fields.get("name") == "feedback" or cache.max_size <= 0:

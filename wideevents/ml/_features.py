@@ -1,18 +1,27 @@
 """Feature fields: what went into the model, and how it compares with the training data.
 
-:func:`feature_fields` records ``feature.<name>`` for scalars (numbers, booleans, strings cut
-to :data:`MAX_STRING` characters, short lists of strings) and ``feature.<name>.dim`` /
-``feature.<name>.norm`` (L2) for vectors such as embeddings. Non-finite numbers are recorded
-as ``None``.
+:func:`feature_fields` reads one row (:mod:`._rows`: a dict, a one-row DataFrame, a Series,
+an array, a tensor, a sparse row) and records ``feature.<name>`` for scalars (numbers,
+booleans, strings cut to :data:`MAX_STRING` characters, short lists of strings) and
+``feature.<name>.dim`` / ``feature.<name>.norm`` (L2) for vectors such as embeddings.
+Non-finite numbers are recorded as ``None``; missing values (None, NaN in a categorical
+feature, pandas' NA and NaT, numpy's NaT) are not recorded.
 
 Integrity counts, over every feature given (and, with a profile, the profile's features that
-are missing, which count as null): ``data.null_count`` (None, or missing), ``data.nan_count``
-(NaN; in a categorical feature NaN is pandas' missing marker and counts as null),
-``data.inf_count`` (+-Inf). A vector containing NaN counts once as NaN, else once as Inf when
-it contains one. With a :class:`~wideevents.ml.Profile`: ``data.oor_count`` (finite values
-outside the training [min, max]) with ``data.oor_features`` (their names, at most
-:data:`MAX_OOR_NAMES`; only when there are some), ``data.unseen_category_count`` and
-``feature_bin.<name>`` (the training-decile bin 0-9 of each finite numeric value).
+are missing, which count as null): ``data.null_count`` (missing), ``data.nan_count`` (NaN in
+a numeric feature), ``data.inf_count`` (+-Inf). A vector containing NaN counts once as NaN,
+else once as Inf when it contains one. With a :class:`~wideevents.ml.Profile`:
+``data.oor_count`` (finite values outside the training [min, max], in the training dtype's
+precision) with ``data.oor_features`` (their names, at most :data:`MAX_OOR_NAMES`; only
+when there are some), ``data.unseen_category_count`` (categories compared by value,
+:mod:`._values`) and ``feature_bin.<name>`` (the training-decile bin 0-9 of each finite
+numeric value). A boolean is recorded as a boolean and, for a numeric feature of the
+profile, checked as 0 or 1 (how numpy and scikit-learn read it).
+
+Bad input, one rule per kind: input that is not one row (:mod:`._rows`), or a positional
+row whose length differs from its names (or the profile's), records no ``feature.*`` or
+``data.*`` field and one problem; a value of an unsupported type is one problem, and that
+feature is left out (for a profile, neither null nor out of range).
 """
 
 from __future__ import annotations
@@ -23,16 +32,20 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import as_float_array
 from ._problems import Problems
 from ._profile import Profile
-from ._scores import as_float_array
+from ._rows import check_names, read_row
+from ._values import category_key, is_missing
 
 __all__ = ["MAX_OOR_NAMES", "MAX_STRING", "feature_fields"]
 
 MAX_STRING = 128
 MAX_OOR_NAMES = 20
 _MAX_STRING_LIST = 32
-_MISSING = object()
+_MISSING = object()  # a missing value (null)
+_OTHER = object()  # a value that is recorded but is not a number (a string, a vector)
+_BAD = object()  # a value that could not be recorded (counted as a problem)
 _NUMBERS = frozenset({float, int})
 
 
@@ -41,9 +54,9 @@ def feature_fields(
 ) -> dict[str, Any]:
     """``feature.*``, ``feature_bin.*`` and ``data.*`` fields for one model input.
 
-    ``values`` is a mapping of name -> value, a 1-D array or sequence (named by ``names``,
-    else by ``profile.names``, else by position), or a pandas-like row (an object with
-    ``.index`` and ``.to_numpy()`` or ``.values``). Never raises: bad input is recorded in
+    ``values`` is one row (see the module doc); a positional one is named by ``names``,
+    else by the input's own labels (DataFrame columns, Series index), else by
+    ``profile.names``, else by position. Never raises: bad input is recorded in
     ``meta.ml_error_count`` / ``meta.ml_error_reasons``.
     """
     problems = Problems()
@@ -52,91 +65,55 @@ def feature_fields(
         problems.add("features: profile is not a Profile", type(profile).__name__)
         profile = None
     try:
-        _features_into(fields, problems, values, names, profile)
+        _features_into(fields, problems, values, check_names(names, problems), profile)
     except Exception as exc:  # noqa: BLE001 - containment: a helper never raises
         problems.add("features: internal error", exc)
     return problems.into(fields)
-
-
-def _row_parts(values: Any) -> tuple[Any, Any] | None:
-    """(index, values) of a pandas-like row, or None if ``values`` is not one."""
-    if isinstance(values, (list, tuple, str, bytes, np.ndarray)):
-        return None
-    index = getattr(values, "index", None)
-    if index is None or callable(index):
-        return None
-    to_numpy = getattr(values, "to_numpy", None)
-    data = to_numpy() if callable(to_numpy) else getattr(values, "values", None)
-    if data is None:
-        return None
-    return index, data
 
 
 def _features_into(
     fields: dict[str, Any],
     problems: Problems,
     values: Any,
-    names: Sequence[str] | None,
+    names: list[str] | None,
     profile: Profile | None,
 ) -> None:
-    if isinstance(values, Mapping):
-        if profile is not None and profile.all_numeric and len(values) == len(profile.names):
-            plain = [values.get(name, _MISSING) for name in profile.names]
-            if _NUMBERS.issuperset(map(type, plain)):
-                try:
-                    x = np.array(plain, dtype=np.float64)
-                except OverflowError:  # an int beyond float range: the general path copes
-                    pass
-                else:
-                    _numeric_row(fields, x, None, profile, plain)
-                    return
-        pairs = [(str(key), value) for key, value in values.items()]
-        _general(fields, problems, pairs, profile)
-        return
-    row = _row_parts(values)
-    if row is not None:
-        index, values = row
-        if names is None:
-            names = [str(name) for name in index]
-    if isinstance(values, np.ndarray):
-        arr = values
-    elif isinstance(values, (list, tuple)):
-        arr = None
-    elif hasattr(values, "__array__") or hasattr(values, "numpy"):
-        arr = as_float_array(values)
-        if arr is None:
-            problems.add("features: values are not numeric", type(values).__name__)
-            return
-    else:
-        problems.add("features: unsupported input type", type(values).__name__)
-        return
-    if arr is not None:
-        if arr.ndim != 1:
-            if sum(1 for d in arr.shape if d > 1) > 1:
-                problems.add("features: expected one row of features", f"shape {arr.shape}")
+    if (isinstance(values, Mapping) and profile is not None and profile.all_numeric
+            and len(values) == len(profile.names)):
+        plain = [values.get(name, _MISSING) for name in profile.names]
+        if _NUMBERS.issuperset(map(type, plain)):
+            try:
+                x = np.array(plain, dtype=np.float64)
+            except OverflowError:  # an int beyond float range: the general path copes
+                pass
+            else:
+                _numeric_row(fields, x, None, profile, plain)
                 return
-            arr = arr.reshape(-1)
-        if arr.dtype.kind in "fiu" and _fast_path_fits(arr, names, profile):
-            _numeric_row(fields, arr.astype(np.float64, copy=False), names, profile)
-            return
-        items: list[Any] = arr.tolist()
-    else:
-        items = list(values)
-    if names is None:
-        names = profile.names if profile is not None else [str(i) for i in range(len(items))]
-    if len(names) != len(items):
-        problems.add("features: names length mismatch", f"{len(names)} names, {len(items)} values")
-    _general(fields, problems, list(zip((str(n) for n in names), items, strict=False)), profile)
+    row = read_row(values, problems)
+    if row is None:
+        return
+    kind, data, own = row
+    if kind == "pairs":
+        _general(fields, problems, data, profile)
+        return
+    n = len(data)
+    use = names if names is not None else own
+    if use is None:
+        use = list(profile.names) if profile is not None else [str(i) for i in range(n)]
+    if len(use) != n:
+        problems.add("features: names length mismatch", f"{len(use)} names, {n} values")
+        return
+    if kind == "array" and _fast_path_fits(use, profile):
+        _numeric_row(fields, data.astype(np.float64, copy=False), use, profile)
+        return
+    items = data.tolist() if kind == "array" else data
+    _general(fields, problems, list(zip(use, items, strict=True)), profile)
 
 
-def _fast_path_fits(
-    arr: np.ndarray[Any, Any], names: Sequence[str] | None, profile: Profile | None
-) -> bool:
+def _fast_path_fits(names: list[str], profile: Profile | None) -> bool:
     if profile is None:
-        return names is not None and len(names) == arr.size
-    if not profile.all_numeric or arr.size != len(profile.names):
-        return False
-    return names is None or names is profile.names or tuple(names) == profile.names
+        return True
+    return profile.all_numeric and tuple(names) == profile.names
 
 
 def _numeric_row(
@@ -163,7 +140,7 @@ def _numeric_row(
             plain[i] = None
     if profile is None:
         assert names is not None
-        fields.update(zip(["feature." + str(n) for n in names], plain, strict=True))
+        fields.update(zip(["feature." + n for n in names], plain, strict=True))
     else:
         fields.update(zip(profile.feature_keys, plain, strict=True))
     fields["data.null_count"] = 0
@@ -185,6 +162,7 @@ def _check_numeric(
 
     ``usable`` must be false where the value is missing, non-finite or not numeric.
     """
+    x = profile.as_compared(x)
     # Comparisons with NaN (missing values, features without a range) are simply false.
     oor = (x < profile.mins) | (x > profile.maxs)
     if not all_usable:
@@ -220,6 +198,7 @@ def _general(
         index = profile.index
         categories = profile.categories
         numeric = profile.numeric
+        legacy = profile.legacy_categories
     for name, value in pairs:
         number = _record(fields, problems, counts, name, value)
         if profile is None:
@@ -228,16 +207,18 @@ def _general(
         if pos < 0:
             continue
         seen[pos] = True
+        if number is _MISSING or number is _BAD:
+            continue
         if numeric[pos]:
-            if number is not None:
+            if number is _OTHER:
+                problems.add("features: non-numeric value for a numeric feature", name)
+            else:
                 x[pos] = number
                 usable[pos] = math.isfinite(number)
-            elif value is not None:
-                problems.add("features: non-numeric value for a numeric feature", name)
-        elif number is not None and math.isnan(number):
+        elif number is not _OTHER and math.isnan(number):
             counts[1] -= 1  # a NaN category is pandas' "missing": a null, not a NaN
             counts[0] += 1
-        elif value is not None and _category(value) not in categories[pos]:
+        elif (_legacy_category(value) if legacy else category_key(value)) not in categories[pos]:
             unseen += 1
     if profile is not None:
         counts[0] += len(profile.names) - int(np.count_nonzero(seen))
@@ -250,7 +231,8 @@ def _general(
         fields["data.unseen_category_count"] = unseen
 
 
-def _category(value: Any) -> str:
+def _legacy_category(value: Any) -> str:
+    """A category as version 1 profiles compare it: its ``str()``."""
     if isinstance(value, np.generic):
         value = value.item()
     return value if isinstance(value, str) else str(value)
@@ -258,27 +240,34 @@ def _category(value: Any) -> str:
 
 def _record(
     fields: dict[str, Any], problems: Problems, counts: list[int], name: str, value: Any
-) -> float | None:
-    """Record one feature; return its value as a float when it is a number, else None."""
+) -> Any:
+    """Record one feature; return its value as a float when it is a number, else
+    :data:`_MISSING`, :data:`_OTHER` (recorded, not a number) or :data:`_BAD`."""
     key = "feature." + name
     kind = type(value)
-    if kind is float or kind is int or kind is bool:
+    if kind is float or kind is bool:
         number = float(value)
+    elif kind is int:
+        # An int beyond a float's range is +-inf to the checks (the event keeps its text).
+        number = float(value) if -(2**1023) < value < 2**1023 else math.copysign(math.inf, value)
     elif value is None:
         counts[0] += 1
-        return None
+        return _MISSING
     elif isinstance(value, str):
         fields[key] = value[:MAX_STRING] if len(value) > MAX_STRING else str(value)
-        return None
+        return _OTHER
     elif isinstance(value, np.generic) and value.ndim == 0 and value.dtype.kind in "fiub":
         value = value.item()
         number = float(value)
+    elif is_missing(value):
+        counts[0] += 1
+        return _MISSING
     elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         if len(value) <= _MAX_STRING_LIST:
             fields[key] = [v[:MAX_STRING] for v in value]
-        else:
-            problems.add("features: string list too long", name)
-        return None
+            return _OTHER
+        problems.add("features: string list too long", name)
+        return _BAD
     else:
         return _record_array(fields, problems, counts, name, value)
     if math.isfinite(number):
@@ -291,11 +280,11 @@ def _record(
 
 def _record_array(
     fields: dict[str, Any], problems: Problems, counts: list[int], name: str, value: Any
-) -> float | None:
+) -> Any:
     arr = as_float_array(value)
     if arr is None:
         problems.add("features: unsupported value type", f"{name}: {type(value).__name__}")
-        return None
+        return _BAD
     if arr.ndim == 0:
         return _record(fields, problems, counts, name, float(arr))
     flat = arr.reshape(-1)
@@ -312,4 +301,4 @@ def _record_array(
     else:
         fields["feature." + name + ".norm"] = None
         counts[1 if bool(np.isnan(flat).any()) else 2] += 1
-    return None
+    return _OTHER

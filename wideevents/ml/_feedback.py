@@ -1,14 +1,21 @@
 """Feedback: outcomes that arrive after the prediction, emitted as their own events.
 
 Honeycomb cannot join events well, so a ``feedback`` event carries what is needed to slice
-it on its own: the prediction's ``model.*``, ``slice.*``, ``prediction.label`` and
-``prediction.score``, copied from the core's bounded in-process cache of recent
-predictions (:mod:`wideevents._core.predictions`), which the event pipeline's worker fills
-when it processes an event with a ``prediction.id`` (off the request thread, before
-sampling, so feedback for a sampled-away prediction still matches; feedback sent within
-the worker's interval, ~0.1 s, of its prediction may find nothing yet). Feedback handled
-by another process finds nothing (``feedback.matched`` false) but is still emitted with
-its delay.
+it on its own (docs/schema.md, "Feedback", says which fields in which case):
+
+- from the core's bounded in-process cache of recent predictions
+  (:mod:`wideevents._core.predictions`), which the pipeline's worker fills when it processes
+  an event with a ``prediction.id`` (off the request thread, before sampling, so feedback
+  for a sampled-away prediction still matches; feedback sent within the worker's interval,
+  ~0.1 s, of its prediction may find nothing yet): the prediction's ``model.*``,
+  ``slice.*``, ``data.*``, ``prediction.label`` / ``.score`` / ``.p_positive`` and
+  ``score.bin`` (``feedback.matched`` true);
+- from a ``context`` token (:mod:`._context`, ``ev.feedback_context()``), in any process or
+  host: the same fields but ``data.*`` (``feedback.context_verified`` says whether its
+  signature was checked); the cache's values win where both have a field.
+
+``feedback.correct`` compares the predicted and the true label when both are known, by the
+canonical rule of :mod:`._values` (numbers by value, booleans as booleans, strings exactly).
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from .._core.event import event
 from .._core.ids import uuid7_unix_ms
 from .._core.log import log_once
 from .._errors import ConfigurationError
+from . import _context
 from ._problems import Problems
 from ._time import unix_seconds
+from ._values import is_missing, is_pandas_missing, same_value
 
 __all__ = ["configure_feedback_cache", "feedback", "feedback_fields"]
 
@@ -65,6 +74,7 @@ def feedback_fields(
     label: Any = None,
     reward: Any = None,
     timestamp: Any = None,
+    context: Any = None,
     now: float | None = None,
     **fields: Any,
 ) -> tuple[dict[str, Any], float | None]:
@@ -84,11 +94,24 @@ def feedback_fields(
         if cached:
             out.update(cached)
         out["feedback.matched"] = cached is not None
-        if label is not None:
-            out["feedback.label"] = _plain(label)
-        if reward is not None:
-            _reward(out, problems, reward)
         made_ms = uuid7_unix_ms(key)
+        if context is not None:
+            carried, carried_ms, verified, problem = _context.read_token(
+                context, key, _context.current_key())
+            out["feedback.context_verified"] = verified
+            if problem is not None:
+                problems.add(problem)
+            for name, value in carried.items():
+                out.setdefault(name, value)  # the cache (this process) wins
+            if made_ms is None:
+                made_ms = carried_ms
+        if not is_missing(label):  # None, NaN, pandas' NA / NaT: no outcome given
+            out["feedback.label"] = _plain(label)
+            correct = same_value(out.get("prediction.label"), label)
+            if correct is not None:
+                out["feedback.correct"] = correct
+        if reward is not None and not is_pandas_missing(reward):  # NaN: counted, not finite
+            _reward(out, problems, reward)
         if made_ms is None:
             problems.add("feedback: prediction id is not a UUIDv7", key)
         else:
@@ -123,23 +146,28 @@ def feedback(
     label: Any = None,
     reward: Any = None,
     timestamp: Any = None,
+    context: str | None = None,
     **fields: Any,
 ) -> None:
     """Emit one event named ``feedback`` for an earlier prediction.
 
-    Fields: ``prediction.id``, ``feedback.label``, ``feedback.reward`` (a float),
+    Fields: ``prediction.id``, ``feedback.label``, ``feedback.correct`` (the predicted label
+    equals ``label``, when both are known), ``feedback.reward`` (a float),
     ``feedback.<key>`` for each extra keyword, ``feedback.delay_ms`` (feedback time -
     ``timestamp`` as a datetime, ISO 8601 or a Unix time in seconds, milliseconds, microseconds
     or nanoseconds (read by magnitude, docs/schema.md ``timestamp``), default now - minus the
-    time in the UUIDv7), ``feedback.matched`` (the prediction was in the cache) and the cached prediction
-    fields. A given ``timestamp`` also becomes the event's timestamp. Never raises: a bad id
-    or value is counted in ``meta.ml_error_count`` and the event is still emitted (a bad
-    ``timestamp`` also in ``stats()["fields"]["dropped"]["bad_timestamp"]``; the event then
-    keeps its own start time).
+    time in the UUIDv7, or in the context), ``feedback.matched`` (the prediction was in this
+    process's cache), ``feedback.context_verified`` (with ``context``, the token returned by
+    ``ev.feedback_context()``) and the prediction's fields from either. A given ``timestamp``
+    also becomes the event's timestamp. Never raises: a bad id, value or context is counted
+    in ``meta.ml_error_count`` and the event is still emitted (a bad ``timestamp`` also in
+    ``stats()["fields"]["dropped"]["bad_timestamp"]``; the event then keeps its own start
+    time).
     """
     try:
         out, when = feedback_fields(
-            prediction_id, label=label, reward=reward, timestamp=timestamp, **fields
+            prediction_id, label=label, reward=reward, timestamp=timestamp, context=context,
+            **fields
         )
         with event("feedback") as ev:
             if timestamp is not None:

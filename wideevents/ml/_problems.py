@@ -69,15 +69,18 @@ class Problems:
         self.count = 0
         self.reasons: list[str] = []
 
-    def add(self, reason: str, detail: object = None) -> None:
+    def add(self, reason: str, detail: object = None, *, log: bool = True) -> None:
         """Count one problem; log ``reason`` (with ``detail``) the first time it is seen.
 
         ``detail`` is any object (the offending value, an exception); it is turned into a
         short string only if the message is actually logged, and that never raises.
+        ``log=False``: the caller logs it its own way.
         """
         self.count += 1
         if reason not in self.reasons and len(self.reasons) < MAX_REASONS:
             self.reasons.append(reason)
+        if not log:
+            return
         if detail is None:
             log_once("ml:" + reason, "wideevents.ml: %s", reason)
         else:

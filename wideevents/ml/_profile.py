@@ -1,26 +1,36 @@
-"""A reference profile of the training data, to check served features against.
+"""A reference profile of the training data, to check served features (and scores) against.
 
-``Profile.fit`` summarises each feature of the training data: numeric features by their
-min, max, nine decile edges (so a served value gets a bin 0-9) with the training fraction
-in each bin, and their null rate; categorical features by their allowed categories (compared
-as strings) and null rate. ``save``/``load`` use a small versioned JSON document::
+``Profile.fit`` summarises each feature of the training data (:mod:`._profile_fit` says
+which forms of data it reads): numeric features by their min, max, nine decile edges (so a
+served value gets a bin 0-9) with the training fraction in each bin, their null rate and,
+for float32/float16 columns, their dtype; categorical features by their categories (in the
+canonical form of :mod:`._values`: numbers by value, booleans as booleans, strings exactly),
+the frequency of each among the non-missing values, and their null rate. Given the model's
+scores on (a sample of) the training data, it also keeps their reference distribution: the
+``score.bin`` fractions of a classifier, the deciles of a regression's prediction.
 
-    {"format": "wideevents.profile", "version": 1,
+``save``/``load`` use a small versioned JSON document (version 2; version 1 files, which
+have no frequencies nor score and compare categories as strings, still load)::
+
+    {"format": "wideevents.profile", "version": 2,
      "features": [{"name": "age", "kind": "numeric", "count": 1000, "null_rate": 0.0,
-                   "min": 18.0, "max": 90.0, "edges": [9 floats], "bin_fractions": [10 floats]},
+                   "min": 18.0, "max": 90.0, "edges": [9 floats], "bin_fractions": [10 floats],
+                   "dtype": "float32"},
                   {"name": "country", "kind": "categorical", "count": 1000,
-                   "null_rate": 0.01, "categories": ["de", "fr"]}]}
+                   "null_rate": 0.01, "categories": ["de", "fr"], "frequencies": [0.7, 0.3]}],
+     "score": {"kind": "binary", "count": 1000, "null_rate": 0.0, "bin_fractions": [10]}}
 
 Bins follow ``numpy.searchsorted(edges, x, side="right")``: bin i holds edges[i-1] <= x <
-edges[i]. Fitting and loading happen at start-up, so they raise
-:class:`~wideevents.ConfigurationError` with a message that says how to fix the problem.
+edges[i]. A served value of a float32 (float16) feature is rounded to that dtype before it
+is compared with the training range and edges, which were computed from the training
+values in that precision: 0.7 served is float32 0.7 trained. Fitting and loading happen at
+start-up, so they raise :class:`~wideevents.ConfigurationError` with a message that says
+how to fix the problem.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -28,16 +38,15 @@ from typing import Any
 import numpy as np
 
 from .._errors import ConfigurationError
+from ._profile_check import feature_problem, score_problem
+from ._profile_fit import fit_categorical, fit_numeric, fit_score, read_columns
+from ._values import category_key
 
 __all__ = ["FORMAT", "VERSION", "Profile"]
 
 FORMAT = "wideevents.profile"
-VERSION = 1
-_QUANTILES = np.linspace(0.1, 0.9, 9)
-
-
-def _is_null(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+VERSION = 2
+_VERSIONS = (1, 2)
 
 
 class Profile:
@@ -47,9 +56,19 @@ class Profile:
     expects for array input.
     """
 
-    def __init__(self, features: Sequence[Mapping[str, Any]]) -> None:
-        """Build from validated feature summaries (use :meth:`fit` or :meth:`load`)."""
+    def __init__(
+        self,
+        features: Sequence[Mapping[str, Any]],
+        score: Mapping[str, Any] | None = None,
+        *,
+        version: int = VERSION,
+    ) -> None:
+        """Build from validated summaries (use :meth:`fit` or :meth:`load`)."""
         self._features = tuple(dict(f) for f in features)
+        self._score = None if score is None else dict(score)
+        self.version = version
+        #: Version 1 profiles compare categories as ``str()`` (how they were fitted).
+        self.legacy_categories = version == 1
         self.names: tuple[str, ...] = tuple(f["name"] for f in self._features)
         self.index = {name: i for i, name in enumerate(self.names)}
         self.feature_keys = tuple("feature." + name for name in self.names)
@@ -61,7 +80,8 @@ class Profile:
         self.maxs = np.full(n, np.nan)
         self.edges = np.full((n, 9), np.nan)
         self.has_edges = np.zeros(n, dtype=bool)
-        self.categories: dict[int, frozenset[str]] = {}
+        self.categories: dict[int, frozenset[Any]] = {}
+        narrow: dict[str, list[int]] = {}
         for i, f in enumerate(self._features):
             if f["kind"] == "numeric":
                 if f["min"] is not None:
@@ -69,8 +89,14 @@ class Profile:
                 if f["edges"]:
                     self.edges[i] = f["edges"]
                     self.has_edges[i] = True
-            else:
+                if "dtype" in f:
+                    narrow.setdefault(f["dtype"], []).append(i)
+            elif self.legacy_categories:
                 self.categories[i] = frozenset(f["categories"])
+            else:
+                self.categories[i] = frozenset(category_key(c) for c in f["categories"])
+        #: (positions, dtype) of the features compared in a narrower float precision.
+        self.narrow = tuple((np.array(pos), np.dtype(dt)) for dt, pos in sorted(narrow.items()))
         # Transposed (9 x n), so a row's bins are nine contiguous comparisons summed down.
         self.edges_t = np.ascontiguousarray(self.edges.T)
         self.all_edges = bool(self.has_edges.all())
@@ -89,6 +115,24 @@ class Profile:
         """The summary of one feature (a copy)."""
         return dict(self._features[self.index[name]])
 
+    @property
+    def score(self) -> dict[str, Any] | None:
+        """The reference distribution of the model's score (a copy), or None."""
+        return None if self._score is None else dict(self._score)
+
+    def as_compared(
+        self, x: np.ndarray[Any, np.dtype[np.float64]]
+    ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """A row in profile order as the range and bin checks compare it: the values of
+        float32/float16 features rounded to that dtype (a copy only when there are some)."""
+        if not self.narrow:
+            return x
+        x = x.copy()
+        with np.errstate(over="ignore", invalid="ignore"):
+            for positions, dtype in self.narrow:
+                x[positions] = x[positions].astype(dtype).astype(np.float64)
+        return x
+
     # -- fitting ---------------------------------------------------------------------------
 
     @classmethod
@@ -99,32 +143,57 @@ class Profile:
         *,
         categorical: Iterable[str] = (),
         max_categories: int = 1000,
+        scores: Any = None,
+        score_kind: str = "auto",
+        positive: Any = None,
+        logits: bool = False,
     ) -> Profile:
-        """Summarise training data ``X``.
+        """Summarise training data ``X`` (and, with ``scores``, the model's outputs on it).
 
-        ``X`` is a 2-D array (rows are samples, columns follow ``names``), a mapping of
-        name -> column, or a data-frame-like object with ``.columns``. ``categorical`` names
-        the features whose values are categories; the rest must be numeric.
+        ``X``: a 2-D array or list of rows (columns follow ``names``), a scipy sparse
+        matrix, a DataFrame, a mapping of name -> column or a list of dicts.
+        ``categorical`` names the features whose values are categories; the rest must be
+        numeric. ``scores``: one model output per sample (``model.predict_proba(X)``),
+        scored as ``ev.scores`` scores them with ``kind=score_kind``, ``positive`` and
+        ``logits``: pass what the events use, so that their ``score.bin`` is comparable.
         """
-        columns = _columns(X, names)
-        cat = set(categorical) if not isinstance(categorical, str) else {categorical}
+        columns = read_columns(X, names)
+        cat = {categorical} if isinstance(categorical, str) else set(categorical)
         unknown = cat - {name for name, _ in columns}
         if unknown:
             raise ConfigurationError(
                 f"Profile.fit: categorical names {sorted(unknown)} are not features; "
                 f"use names from {[name for name, _ in columns][:20]}"
             )
+        if isinstance(max_categories, bool) or not isinstance(max_categories, int):
+            raise ConfigurationError(
+                f"Profile.fit: max_categories={max_categories!r}; pass a positive integer"
+            )
         features = [
-            _fit_categorical(name, col, max_categories) if name in cat else _fit_numeric(name, col)
-            for name, col in columns
+            fit_categorical(name, read, max_categories) if name in cat else fit_numeric(name, read)
+            for name, read in columns
         ]
-        return cls(features)
+        counts = {f["count"] for f in features}
+        if len(counts) > 1:
+            raise ConfigurationError(
+                f"Profile.fit: the columns of X have different lengths ({sorted(counts)[:5]}); "
+                "pass columns of one length"
+            )
+        score = None if scores is None else fit_score(scores, score_kind, positive, logits)
+        return cls(features, score)
 
     # -- persistence -----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document ``save`` writes."""
-        return {"format": FORMAT, "version": VERSION, "features": [dict(f) for f in self._features]}
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "version": self.version,
+            "features": [dict(f) for f in self._features],
+        }
+        if self._score is not None:
+            doc["score"] = dict(self._score)
+        return doc
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "profile") -> Profile:
@@ -134,17 +203,18 @@ class Profile:
                 f'{source} is not a wideevents profile (no "format": "{FORMAT}"); '
                 "create one with wideevents.ml.Profile.fit(X, names).save(path)"
             )
-        if data.get("version") != VERSION:
+        version = data.get("version")
+        if isinstance(version, bool) or version not in _VERSIONS:
             raise ConfigurationError(
-                f"{source} has profile version {data.get('version')!r}; this wideevents reads "
-                f"version {VERSION}: refit and save it with Profile.fit(X, names).save(path)"
+                f"{source} has profile version {version!r}; this wideevents reads versions "
+                f"{list(_VERSIONS)}: refit and save it with Profile.fit(X, names).save(path)"
             )
         features = data.get("features")
         if not isinstance(features, list) or not features:
             raise ConfigurationError(f'{source}: "features" must be a non-empty list; refit it')
         seen: set[str] = set()
         for i, f in enumerate(features):
-            problem = _feature_problem(f)
+            problem = feature_problem(f, version)
             if problem is None and f["name"] in seen:
                 problem = "duplicate name"
             if problem is not None:
@@ -153,7 +223,15 @@ class Profile:
                     "refit the profile with Profile.fit(X, names).save(path)"
                 )
             seen.add(f["name"])
-        return cls(features)
+        score = data.get("score")
+        if score is not None:
+            problem = "version 1 has no score" if version == 1 else score_problem(score)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"{source}: {problem}; refit the profile with "
+                    "Profile.fit(X, names, scores=model.predict_proba(X)).save(path)"
+                )
+        return cls(features, score, version=version)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the profile as JSON (atomically: a temporary file, then a rename)."""
@@ -197,136 +275,3 @@ class Profile:
 
 def _name_of(feature: Any) -> str:
     return repr(feature.get("name")) if isinstance(feature, dict) else "?"
-
-
-def _number_or_none(value: Any) -> bool:
-    return value is None or (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    )
-
-
-def _feature_problem(f: Any) -> str | None:
-    """Why a feature summary is invalid, or None."""
-    if not isinstance(f, dict) or not isinstance(f.get("name"), str) or not f["name"]:
-        return 'needs a non-empty string "name"'
-    rate = f.get("null_rate")
-    if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
-        return '"null_rate" must be a number in [0, 1]'
-    if not isinstance(f.get("count"), int) or f["count"] < 0:
-        return '"count" must be a non-negative integer'
-    if f.get("kind") == "categorical":
-        cats = f.get("categories")
-        if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
-            return '"categories" must be a list of strings'
-        return None
-    if f.get("kind") != "numeric":
-        return '"kind" must be "numeric" or "categorical"'
-    lo, hi, edges, fractions = f.get("min"), f.get("max"), f.get("edges"), f.get("bin_fractions")
-    if not (_number_or_none(lo) and _number_or_none(hi)) or (lo is None) != (hi is None):
-        return '"min" and "max" must both be finite numbers (or both null)'
-    if lo is not None and lo > hi:
-        return '"min" is greater than "max"'
-    if not isinstance(edges, list) or len(edges) not in (0, 9):
-        return '"edges" must be a list of 9 numbers (or empty)'
-    if edges and not (
-        all(_number_or_none(e) and e is not None for e in edges)
-        and all(a <= b for a, b in itertools.pairwise(edges))
-    ):
-        return '"edges" must be 9 finite numbers in ascending order'
-    if not isinstance(fractions, list) or len(fractions) != (10 if edges else 0):
-        return '"bin_fractions" must hold 10 numbers when there are edges'
-    if not all(_number_or_none(x) and x is not None and 0 <= x <= 1 for x in fractions):
-        return '"bin_fractions" must be numbers in [0, 1]'
-    return None
-
-
-def _columns(X: Any, names: Sequence[str] | None) -> list[tuple[str, Any]]:
-    """(name, column) pairs from an array, a mapping or a data-frame-like object."""
-    if isinstance(X, Mapping) or (hasattr(X, "columns") and hasattr(X, "__getitem__")):
-        keys = list(X.keys() if isinstance(X, Mapping) else X.columns)
-        use = list(names) if names is not None else [str(key) for key in keys]
-        by_name = {str(key): key for key in keys}
-        missing = [n for n in use if n not in by_name]
-        if missing:
-            raise ConfigurationError(f"Profile.fit: no column for names {missing[:10]}")
-        columns = [(n, np.asarray(X[by_name[n]])) for n in use]
-    else:
-        try:
-            arr = np.asarray(X)
-        except ValueError as exc:
-            raise ConfigurationError(f"Profile.fit: X is not a 2-D array ({exc})") from exc
-        if arr.ndim != 2:
-            raise ConfigurationError(
-                f"Profile.fit: X must be 2-D (samples x features), got shape {arr.shape}"
-            )
-        if names is None:
-            raise ConfigurationError("Profile.fit: pass names=[...] for the columns of X")
-        use = list(names)
-        if len(use) != arr.shape[1]:
-            raise ConfigurationError(
-                f"Profile.fit: {len(use)} names for {arr.shape[1]} columns; "
-                "pass one name per column of X"
-            )
-        columns = [(n, arr[:, i]) for i, n in enumerate(use)]
-    if not columns:
-        raise ConfigurationError("Profile.fit: X has no features")
-    if any(not isinstance(n, str) or not n for n, _ in columns):
-        raise ConfigurationError("Profile.fit: feature names must be non-empty strings")
-    if len({n for n, _ in columns}) != len(columns):
-        raise ConfigurationError("Profile.fit: feature names must be unique")
-    if any(col.ndim != 1 or col.shape[0] == 0 for _, col in columns):
-        raise ConfigurationError("Profile.fit: every feature needs a 1-D, non-empty column")
-    return columns
-
-
-def _fit_numeric(name: str, col: np.ndarray[Any, Any]) -> dict[str, Any]:
-    try:
-        values = col.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(
-            f"Profile.fit: feature {name!r} is not numeric ({exc}); "
-            f"list it in categorical=[...] if its values are categories"
-        ) from exc
-    count = int(values.shape[0])
-    null_rate = float(np.count_nonzero(np.isnan(values))) / count
-    finite = values[np.isfinite(values)]
-    feature: dict[str, Any] = {
-        "name": name,
-        "kind": "numeric",
-        "count": count,
-        "null_rate": null_rate,
-        "min": None,
-        "max": None,
-        "edges": [],
-        "bin_fractions": [],
-    }
-    if finite.size:
-        edges = np.quantile(finite, _QUANTILES)
-        bins = np.searchsorted(edges, finite, side="right")
-        fractions = np.bincount(bins, minlength=10) / finite.size
-        feature.update(
-            min=float(finite.min()),
-            max=float(finite.max()),
-            edges=edges.tolist(),
-            bin_fractions=fractions.tolist(),
-        )
-    return feature
-
-
-def _fit_categorical(name: str, col: np.ndarray[Any, Any], max_categories: int) -> dict[str, Any]:
-    values = col.tolist()
-    count = len(values)
-    nulls = sum(1 for v in values if _is_null(v))
-    categories = sorted({str(v) for v in values if not _is_null(v)})
-    if len(categories) > max_categories:
-        raise ConfigurationError(
-            f"Profile.fit: feature {name!r} has {len(categories)} categories "
-            f"(max_categories={max_categories}); raise max_categories or treat it as numeric"
-        )
-    return {
-        "name": name,
-        "kind": "categorical",
-        "count": count,
-        "null_rate": nulls / count,
-        "categories": categories,
-    }

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ._arrays import as_float_array, is_sparse, label_of, resolve_k, sparse_row, top_order
 from ._problems import Problems
-from ._scores import as_float_array, label_of, resolve_k, top_order
 
 __all__ = ["RBO_P", "compare_rankings", "ranking_fields", "rbo_ext"]
 
@@ -83,7 +83,8 @@ def _ranking_into(
     kk = resolve_k(k, problems, "ranking")
     values: Any = None
     if scores is not None:
-        values = as_float_array(scores)
+        # A sparse row (implicit entries 0) is read like the dense one; a matrix is not.
+        values = sparse_row(scores) if is_sparse(scores) else as_float_array(scores)
         if values is None:
             problems.add("ranking: scores are not numeric", type(scores).__name__)
         else:
@@ -104,7 +105,10 @@ def _ranking_into(
         return top
     finite = np.isfinite(values)
     if not finite.all():
-        problems.add("ranking: non-finite scores")
+        problems.add("ranking: non-finite scores",  # the detail says what the line is about
+                     f"{values.size - int(finite.sum())} of {values.size} scores are NaN or "
+                     "infinite: those results are ranked last with a null score; counted in "
+                     "meta.ml_error_count, logged once")
         values = np.where(finite, values, -np.inf)
     order, ranked = top_order(values, min(kk, len(items))) if items else ([], [])
     top = [_plain_id(items[i]) for i in order]
