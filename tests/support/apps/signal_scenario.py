@@ -6,7 +6,8 @@ Sends EVENTS events to the Honeycomb receiver at ``HONEYCOMB_API_HOST`` (batches
 up to 60 s in the sender, so only a flush delivers them), installs the handlers with
 TIMEOUT, prints ``READY`` and waits. MODE picks the handler in place before:
 
-- ``default``: none (SIGTERM terminates; SIGINT raises KeyboardInterrupt, printed);
+- ``default``: Python's defaults, set explicitly (SIGTERM terminates; SIGINT raises
+  KeyboardInterrupt, printed);
 - ``python``: a Python handler that prints ``PREVIOUS <signum>`` and exits with 3;
 - ``ignore``: SIG_IGN (the process goes on: it prints ``ALIVE`` and exits 0 later);
 - ``locked``: none, and the signal is raised while the main thread holds the pipeline's
@@ -31,6 +32,11 @@ def main() -> None:
     mode, count, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     # A scenario that hangs shows where: every thread's stack on stderr after 25 s.
     faulthandler.dump_traceback_later(25, exit=False)
+    # "default" means Python's defaults, whatever this process inherited: a test run started
+    # in the background by a non-interactive shell (`cmd &`) inherits SIGINT ignored, and
+    # Python then never installs its KeyboardInterrupt handler (seen in a CI rehearsal).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     wideevents.configure(service_name="signal-scenario",
                          sinks=[HoneycombSink(dataset="signals", compression="gzip",
                                               send_interval=60.0, request_timeout=30.0)])
