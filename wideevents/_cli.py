@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_query_parser(sub)
         add_tail_parser(sub)
+    from .sinks._prometheus._rules import add_prometheus_parser  # issue 21
+
+    add_prometheus_parser(sub)
     return parser
 
 

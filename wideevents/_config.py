@@ -33,7 +33,8 @@ _configure_lock = threading.Lock()  # one configure() at a time: none orphans an
 
 SINK_SPEC_HELP = (
     "use 'stdout', 'stdout:pretty', 'file:PATH' (e.g. file:events.jsonl, {pid} allowed), "
-    "'honeycomb', 'otlp' or 'none'; several separated by commas (stdout,file:events.jsonl)"
+    "'honeycomb', 'otlp', 'prometheus' or 'none'; several separated by commas "
+    "(stdout,file:events.jsonl)"
 )
 
 
@@ -53,12 +54,14 @@ def sinks_from_spec(spec: str) -> list[Any]:
         if not arg.strip():
             raise ConfigurationError(f"sink {shown(spec)} has no path: {SINK_SPEC_HELP}")
         return [_sinks.FileSink(arg.strip())]
-    if kind in ("honeycomb", "otlp"):
+    if kind in ("honeycomb", "otlp", "prometheus"):
         if sep:  # what follows is never echoed: people paste API keys there
             raise ConfigurationError(
                 f"sink {kind!r} takes nothing after ':' (the HONEYCOMB_* or "
-                f"OTEL_EXPORTER_OTLP_* variables configure it): {SINK_SPEC_HELP}")
-        cls_name = "HoneycombSink" if kind == "honeycomb" else "OTLPSink"
+                f"OTEL_EXPORTER_OTLP_* variables configure the network sinks; "
+                f"PrometheusSink(...) in code for other metrics): {SINK_SPEC_HELP}")
+        cls_name = {"honeycomb": "HoneycombSink", "otlp": "OTLPSink",
+                    "prometheus": "PrometheusSink"}[kind]
         try:
             cls = getattr(_sinks, cls_name)
         except AttributeError:

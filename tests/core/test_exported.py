@@ -24,6 +24,7 @@ TOP_LEVEL = {
 SINKS = {
     "StdoutSink", "FileSink", "MemorySink", "HoneycombSink", "OTLPSink", "OTelSink",
     "Record", "Sink", "SinkLedger",
+    "PrometheusSink",  # issue 21: metrics derived from the same events
 }
 _PLANNED_SINK_MODULES = ("wideevents.sinks._otlp", "wideevents.sinks._otel")
 _PLANNED_MISSING = [m for m in _PLANNED_SINK_MODULES if importlib.util.find_spec(m) is None]

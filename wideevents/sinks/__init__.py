@@ -14,14 +14,15 @@ from ._memory import MemorySink
 from ._stdout import StdoutSink
 
 __all__ = [
-    "FileSink", "HoneycombSink", "MemorySink", "OTLPSink", "OTelSink", "Record", "Sink",
-    "SinkLedger", "StdoutSink",
+    "FileSink", "HoneycombSink", "MemorySink", "OTLPSink", "OTelSink", "PrometheusSink",
+    "Record", "Sink", "SinkLedger", "StdoutSink",
 ]
 
 _LAZY = {
     "HoneycombSink": "._honeycomb",
     "OTLPSink": "._otlp",
     "OTelSink": "._otel",
+    "PrometheusSink": "._prometheus",
 }
 
 
