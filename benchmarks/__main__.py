@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["core", "ml", "middleware", "sampling", "honeycomb", "otlp", "prometheus", "query",
-         "soak"]
+ORDER = ["core", "ml", "middleware", "clients", "sampling", "honeycomb", "otlp", "prometheus",
+         "query", "soak"]
 PACKAGES = ["wideevents", "numpy", "orjson", "structlog", "libhoney", "opentelemetry-api",
             "opentelemetry-sdk", "opentelemetry-proto", "duckdb", "fastapi", "uvicorn",
-            "prometheus-client"]
+            "prometheus-client", "httpx", "requests", "aiohttp", "urllib3"]
 
 
 def _available() -> list[str]:

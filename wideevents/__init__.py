@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._config import configure
-from ._core.event import Event, add, add_trace, current_event, event, inject
+from ._core.event import Event, add, add_trace, current_event, event, inject, rollup
 from ._core.instrument import in_context, instrument
 from ._core.lifecycle import install_signal_handlers
 from ._core.limits import Limits
@@ -39,6 +39,7 @@ __all__ = [
     "inject",
     "install_signal_handlers",
     "instrument",
+    "rollup",
     "shutdown",
     "stats",
 ]

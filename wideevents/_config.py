@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._core import hooks, lifecycle, runtime
+from ._core.dynamic import DynamicFields
 from ._core.env import env
 from ._core.limits import Limits
 from ._core.log import log_once
 from ._core.pipeline import DEFAULT_QUEUE_BYTES, Pipeline
 from ._core.redact import DEFAULT_REDACT, Redactor
+from ._core.resource import detect as _detect_resource
 from ._core.secrets import shown
 from ._core.service import default_service_name, parse_resource_attributes, static_fields
 from ._errors import ConfigurationError
@@ -105,6 +107,8 @@ def _build(
     capture_stacktrace: bool = False,
     queue_bytes: int = DEFAULT_QUEUE_BYTES,
     start: bool = True,
+    dynamic_fields: Mapping[str, Callable[[], Any]] | None = None,
+    detect_resource: bool = True,
 ) -> Pipeline:
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise ConfigurationError(f"service_name={service_name!r}: use a non-empty string")
@@ -144,6 +148,13 @@ def _build(
             f"self_report_interval={self_report_interval!r}: use seconds > 0 (e.g. 60) or None "
             "(no wideevents.stats events)")
     parse_resource_attributes(env("OTEL_RESOURCE_ATTRIBUTES"), strict=True)
+    dynamic = _dynamic_fields(dynamic_fields)
+    if type(detect_resource) is not bool:
+        raise ConfigurationError(
+            f"detect_resource={detect_resource!r}: pass True (the default: container, "
+            "Kubernetes, cloud and runtime fields from files and variables) or False")
+    if sampler is None:
+        sampler = _sampler_from_env()
     if sinks is None:
         spec = env("WIDEEVENTS_SINK")
         try:
@@ -165,12 +176,13 @@ def _build(
             seen.add(id(s))
     name = default_service_name(service_name)
     extra = dict(static) if static else None
+    detected = _detect_resource() if detect_resource else None  # once; kept across fork()
     if isinstance(redact, str):  # one name, not its characters
         redact = (redact,)
     patterns = tuple(DEFAULT_REDACT) + tuple(redact or ())
     return Pipeline(
         sinks=sink_list,
-        static_fields=lambda: static_fields(name, extra),
+        static_fields=lambda: static_fields(name, extra, detected=detected),
         processors=procs,
         sampler=sampler,
         queue_size=queue_size,
@@ -183,7 +195,50 @@ def _build(
                               else float(self_report_interval)),
         capture_stacktrace=capture_stacktrace,
         start=start,
+        dynamic_fields=dynamic,
     )
+
+
+# Set by the pipeline itself: a dynamic field of that name would be overwritten or clash.
+_RESERVED = frozenset({"name", "timestamp", "duration_ms", "samplerate"})
+
+
+def _dynamic_fields(fields: Mapping[str, Callable[[], Any]] | None) -> DynamicFields | None:
+    """``configure(dynamic_fields=...)`` validated (issue 22); None when there are none."""
+    if fields is None:
+        return None
+    if not isinstance(fields, Mapping):
+        raise ConfigurationError(
+            f"dynamic_fields={fields!r}: use a dict of field name -> function of no argument, "
+            "e.g. {'process.rss_mb': rss_mb}")
+    for key, fn in fields.items():
+        if not isinstance(key, str) or not key or key in _RESERVED or key.startswith("trace."):
+            raise ConfigurationError(
+                f"dynamic_fields: {key!r} cannot be a dynamic field name: use a non-empty "
+                "string other than name, timestamp, duration_ms, samplerate and trace.*")
+        if not callable(fn):
+            raise ConfigurationError(
+                f"dynamic_fields[{key!r}]={fn!r} is not callable: pass a function of no "
+                "argument, called on the request thread when each event starts")
+    return DynamicFields(fields) if fields else None
+
+
+def _sampler_from_env() -> Callable[[dict[str, Any]], int] | None:
+    """``WIDEEVENTS_SAMPLE_RATE=N``: a DeterministicSampler(N) when no sampler is given."""
+    raw = env("WIDEEVENTS_SAMPLE_RATE").strip()
+    if not raw:
+        return None
+    try:
+        rate = int(raw, 10)
+    except ValueError:
+        rate = 0
+    if rate < 1:
+        raise ConfigurationError(
+            f"environment variable WIDEEVENTS_SAMPLE_RATE={shown(raw, 40)}: use a whole "
+            "number >= 1 (keep 1 event in N, by trace id), or unset it")
+    from .sampling import DeterministicSampler
+
+    return DeterministicSampler(rate)
 
 
 def configure(
@@ -203,6 +258,8 @@ def configure(
     self_report_interval: float | None = None,
     queue_bytes: int = DEFAULT_QUEUE_BYTES,
     feedback_key: str | bytes | None = None,
+    dynamic_fields: Mapping[str, Callable[[], Any]] | None = None,
+    detect_resource: bool = True,
 ) -> Pipeline:
     """Build and install the process-wide pipeline; raises ConfigurationError when wrong.
 
@@ -224,6 +281,13 @@ def configure(
 
     ``feedback_key`` (default ``WIDEEVENTS_FEEDBACK_KEY``; at least 16 bytes, the same on
     every host) signs ``ev.feedback_context()`` tokens and verifies them in ``feedback()``.
+
+    ``dynamic_fields`` (``{"process.rss_mb": fn}``): each function is called **on the
+    request thread** when each event starts and its value added (an exception is caught
+    and counted; ``stats()["dynamic_fields"]`` shows calls, errors and time per field).
+    ``detect_resource`` (default True): add the container, Kubernetes, cloud and runtime
+    fields found once, from files and variables only (``wideevents._core.resource``).
+    With no ``sampler``, ``WIDEEVENTS_SAMPLE_RATE=N`` sets ``DeterministicSampler(N)``.
     """
     if not isinstance(exit_timeout, (int, float)) or not exit_timeout >= 0:
         raise ConfigurationError(f"exit_timeout={exit_timeout!r}: use seconds >= 0")
@@ -232,7 +296,8 @@ def configure(
                       enqueue_timeout, limits, redact, bind=False,
                       self_report_interval=self_report_interval,
                       capture_stacktrace=bool(capture_stacktrace), queue_bytes=queue_bytes,
-                      start=False)
+                      start=False, dynamic_fields=dynamic_fields,
+                      detect_resource=detect_resource)
     with _configure_lock:
         previous = runtime.current()
         handover = {}

@@ -12,11 +12,11 @@ import wideevents.sinks
 import wideevents.testing
 
 # Written by hand from docs/architecture.md, "Public surface", plus Limits (issue 2's
-# configurable limits).
+# configurable limits) and rollup (issue 22: child work sums into the request's event).
 TOP_LEVEL = {
     "configure", "event", "add", "add_trace", "current_event", "in_context", "inject",
     "instrument", "feedback", "flush", "shutdown", "stats", "install_signal_handlers",
-    "ConfigurationError", "Event", "Pipeline", "Limits",
+    "ConfigurationError", "Event", "Pipeline", "Limits", "rollup",
 }
 # The sinks of docs/architecture.md, "Public surface", plus the sink interface of
 # docs/architecture.md, "Sinks" that custom sinks implement (Sink, the Record batches they
@@ -76,3 +76,24 @@ def test_testing_all() -> None:
     """wideevents.testing exports capture_events only."""
     assert wideevents.testing.__all__ == ["capture_events"]
     assert callable(wideevents.testing.capture_events)
+
+
+# Issue 22: the outgoing-call instrumentation and the pytest plugin, written by hand from
+# docs/integrations.md and the README's "Testing" section.
+CLIENTS = {"instrument", "instrumented", "uninstrument"}
+PYTEST_PLUGIN = {"CapturedEvents", "wideevents_events"}
+
+
+def test_clients_all_is_exactly_the_documented_names() -> None:
+    """wideevents.integrations.clients exports instrument, uninstrument and instrumented."""
+    from wideevents.integrations import clients
+
+    assert sorted(clients.__all__) == sorted(CLIENTS)
+    assert all(callable(getattr(clients, name)) for name in CLIENTS)
+
+
+def test_pytest_plugin_all_is_exactly_the_documented_names() -> None:
+    """wideevents.pytest_plugin exports the fixture and the type it yields."""
+    import wideevents.pytest_plugin as plugin
+
+    assert sorted(plugin.__all__) == sorted(PYTEST_PLUGIN)

@@ -30,8 +30,13 @@ IDENTITY_EXACT = {"name", "request.id", "prediction.id", "samplerate", "timestam
 IDENTITY_PREFIXES = ("service.", "trace.", "model.", "error")
 
 
+# The detected resource fields (issue 22) are resource attributes too: OpenTelemetry's
+# resource semantic conventions (container.*, k8s.*, cloud.*, faas.*, process.runtime.*).
+RESOURCE_PREFIXES = ("service.", "container.", "k8s.", "cloud.", "faas.", "process.runtime.")
+
+
 def is_resource(key: str) -> bool:
-    return key.startswith("service.") or key in RESOURCE_FIELDS
+    return key.startswith(RESOURCE_PREFIXES) or key in RESOURCE_FIELDS
 
 
 def is_identity(key: str) -> bool:

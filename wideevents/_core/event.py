@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from . import rollup as _rollup
 from . import runtime
 from .hooks import inject_fallbacks, parent_resolvers, scope_hooks
 from .ids import new_span_id, new_trace_id, uuid7
@@ -29,7 +30,7 @@ from .mlcalls import MLMethods
 from .normalize import safe_repr, snapshot
 from .timefmt import unix_ns
 
-__all__ = ["Event", "add", "add_trace", "current_event", "event", "inject"]
+__all__ = ["Event", "add", "add_trace", "current_event", "event", "inject", "rollup"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,7 +91,8 @@ class Event(MLMethods):
 
     __slots__ = (
         "_fields", "_trace", "_start_ns", "_t0", "_pipeline", "_done", "_token", "_ml",
-        "_prediction_id", "_scope", "_pid", "trace_id", "span_id", "parent_id",
+        "_prediction_id", "_scope", "_pid", "_root", "_attached", "trace_id", "span_id",
+        "parent_id",
     )
 
     recording = True
@@ -104,7 +106,11 @@ class Event(MLMethods):
             trace_id = parent.trace_id
             parent_id: str | None = parent.span_id
             inherited = parent._trace
+            #: The outermost local event this one runs under, where rollups sum (.rollup);
+            #: None for a root (not self: a cycle would outlive a dropped event until gc).
+            self._root: Event | None = parent if parent._root is None else parent._root
         else:
+            self._root = None
             trace_id, parent_id, inherited = "", None, None
             for resolve in parent_resolvers:
                 try:
@@ -129,6 +135,9 @@ class Event(MLMethods):
         f["trace.span_id"] = span_id
         if parent_id is not None:
             f["trace.parent_id"] = parent_id
+        dynamic = pipeline.dynamic_fields  # configure(dynamic_fields=...): on this thread
+        if dynamic is not None:
+            dynamic(f)
         if inherited:
             f.update(inherited)
         self._trace: dict[str, Any] | None = dict(inherited) if inherited else None
@@ -144,6 +153,8 @@ class Event(MLMethods):
         self._scope: list[tuple[Callable[[object], None], object]] | None = None
         self._ml: Any = None
         self._prediction_id: str | None = None
+        #: Per-event state of integrations (the HTTP client peers seen); never emitted.
+        self._attached: dict[str, Any] | None = None
         self._pipeline = pipeline
         self._pid = _pid
         self._start_ns = _time_ns()
@@ -256,6 +267,13 @@ class Event(MLMethods):
             log_once(f"incr:{name}", "wideevents: incr(%r) on a non-numeric field; ignored", name)
             return self
         self._late(1)
+        return self
+
+    def rollup(self, field: str, value: int | float) -> Event:
+        """Add ``value`` to ``field`` here and to ``rollup.<field>`` of the root event (the
+        request's), as Honeycomb's Beelines do; concurrent children add safely. A value
+        that is not a finite number is dropped and counted (``_core/rollup.py``)."""
+        _rollup.add_one(self, field, value)
         return self
 
     def timer(self, stage: str) -> _Timer:
@@ -454,6 +472,8 @@ class _NonRecordingEvent(Event):
         self._pid = _pid
         self._start_ns = 0
         self._t0 = 0
+        self._root = None
+        self._attached = None
 
     def add(self, fields: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Event:
         return self
@@ -462,6 +482,9 @@ class _NonRecordingEvent(Event):
         return None
 
     def incr(self, key: str, by: int | float = 1) -> Event:
+        return self
+
+    def rollup(self, field: str, value: int | float) -> Event:
         return self
 
     def timer(self, stage: str) -> _Timer:
@@ -526,6 +549,14 @@ def add(fields: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
     ev = _current.get()
     if ev is not None:
         ev.add(fields, **kwargs)
+
+
+def rollup(field: str, value: int | float) -> None:
+    """Add ``value`` to ``field`` of the current event and to ``rollup.<field>`` of its root
+    (the request's event); a no-op when there is none (see :meth:`Event.rollup`)."""
+    ev = _current.get()
+    if ev is not None:
+        _rollup.add_one(ev, field, value)
 
 
 def add_trace(fields: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:

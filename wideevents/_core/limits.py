@@ -23,6 +23,7 @@ import orjson
 from .._errors import ConfigurationError
 from .normalize import FieldReport, fix_surrogates, safe_repr
 from .redact import Redactor
+from .resource import DETECTED_KEYS
 
 __all__ = ["Limits", "apply_limits", "dumps", "fast_serialize", "serialize"]
 
@@ -36,6 +37,7 @@ IDENTITY_ORDER = (
     "samplerate", "service.name", "error", "error.type", "error.message", "request.id",
     "prediction.id", "model.name", "model.version", "user.id", "model.stage", "service.version",
     "deployment.environment.name", "host.name", "process.pid",
+    *DETECTED_KEYS,  # where the process runs (issue 22): who emitted, like host.name
 )
 IDENTITY_FIELDS = frozenset(IDENTITY_ORDER)
 _PRIORITY = {key: n for n, key in enumerate(IDENTITY_ORDER)}

@@ -32,6 +32,7 @@ from typing import Any
 
 from . import losses as _losses
 from .admission import Admission
+from .dynamic import DynamicFields
 from .ledger import Ledger, call_with_deadline, sink_name
 from .limits import Limits
 from .log import log_once
@@ -79,14 +80,18 @@ class Pipeline(Admission):
         synchronous: bool = False,
         start: bool = True,
         loss_report_interval: float = _LOSS_REPORT_S,
+        dynamic_fields: DynamicFields | None = None,
     ) -> None:
         """``synchronous=True``: no worker; each event is prepared and exported on the
         thread that finishes it (``wideevents.testing.capture_events`` uses it).
         ``start=False``: events queue up, but no worker runs until :meth:`activate`
         (``configure()`` binds the sinks first). ``loss_report_interval``: seconds between
-        loss summary lines while losses continue."""
+        loss summary lines while losses continue. ``dynamic_fields``: callbacks each event
+        runs when it starts (:mod:`.dynamic`), their counters in ``stats()``."""
         self._static_builder = static_fields
         self._set_static(static_fields())
+        #: Run by ``Event.__init__`` on the emitting thread (``configure(dynamic_fields=)``).
+        self.dynamic_fields = dynamic_fields
         self._sampler = sampler
         self._preparer = Preparer(processors=processors, sampler=sampler, limits=limits,
                                   redactor=redactor)
@@ -552,6 +557,8 @@ class Pipeline(Admission):
                           "starved_wait_s": round(self._waited_s, 6)},
             }
         out["samplers"] = sampler_stats(self._sampler)
+        if self.dynamic_fields is not None:  # its own lock: calls, errors and time per field
+            out["dynamic_fields"] = self.dynamic_fields.stats()
         return out
 
     @property

@@ -9,7 +9,9 @@ Every entry of ``OTEL_RESOURCE_ATTRIBUTES`` is a static field of every event, wh
 sink (JSON lines, Honeycomb, OTLP), as OpenTelemetry's resource is on every span and log
 record. Precedence, highest first: ``configure(service_name=..., static_fields=...)``;
 then ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``; then detected values
-(``host.name``, ``process.pid``; ``service.version`` from ``SERVICE_VERSION``).
+(``host.name``, ``process.pid``; ``service.version`` from ``SERVICE_VERSION``; the
+container, Kubernetes, cloud and runtime fields of :mod:`.resource`, passed in as
+``detected``).
 """
 
 from __future__ import annotations
@@ -71,11 +73,12 @@ def static_fields(
     service_name: str | None = None,
     extra: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    detected: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fields added to every event; recomputed in a forked child (``process.pid``).
 
     Precedence (module docstring): ``extra`` and ``service_name``, then the environment's
-    resource attributes, then detected values.
+    resource attributes, then detected values (``detected``: :func:`.resource.detect`).
     """
     env = os.environ if env is None else env
     attrs = parse_resource_attributes(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
@@ -91,6 +94,9 @@ def static_fields(
     for key, value in attrs.items():
         if key not in fields and key != "process.pid":
             fields[key] = value
+    if detected:
+        for key, value in detected.items():
+            fields.setdefault(key, value)
     if extra:
         fields.update(extra)
     return fields

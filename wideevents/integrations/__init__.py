@@ -6,6 +6,8 @@
 - :class:`wideevents.integrations.logging.WideEventsHandler` (stdlib logging)
 - :class:`wideevents.integrations.libhoney.HoneycombTransmission` (a plain ``libhoney.Client``
   sending through wideevents' sender)
+- :mod:`wideevents.integrations.clients` (``instrument()``: outgoing httpx, requests, aiohttp
+  and urllib3 calls in the event, with ``traceparent``; import the module itself)
 
 None of these modules imports a web framework; the names below load their module on first
 access, so ``import wideevents.integrations`` costs nothing.

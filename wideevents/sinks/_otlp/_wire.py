@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from ..._core.normalize import safe_repr
+from ..._core.resource import RESOURCE_PREFIXES
 
 __all__ = [
     "INT64_MAX", "INT64_MIN", "ROLE_ATTR", "ROLE_RATE", "ROLE_RESOURCE", "ROLE_SKIP", "Key",
@@ -41,8 +42,9 @@ SMALL = [bytes([i]) for i in range(128)]
 
 
 def is_resource_key(key: str) -> bool:
-    """True for the fields that describe who emitted the event (OTLP resource attributes)."""
-    return key in RESOURCE_KEYS or key.startswith("service.")
+    """True for the fields that describe who emitted the event (OTLP resource attributes):
+    with the detected container, Kubernetes, cloud and runtime fields (issue 22)."""
+    return key in RESOURCE_KEYS or key.startswith("service.") or key.startswith(RESOURCE_PREFIXES)
 
 
 def uvarint(n: int) -> bytes:
