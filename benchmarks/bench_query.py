@@ -55,6 +55,119 @@ def generate(path: Path, n: int, seed: int = 1) -> None:
             f.write(orjson.dumps(ev) + b"\n")
 
 
+ML_NUMERIC = [f"f{i:02d}" for i in range(20)]
+ML_CATEGORIES = {
+    "country": ["de", "fr", "us", "in", "br"],
+    "device": ["ios", "android", "web"],
+    "plan": ["free", "pro", "enterprise"],
+}
+ML_TENANTS = ["acme", "globex", "initech", "umbrella"]
+ML_REGIONS = ["us-east-1", "eu-west-1", "ap-south-1"]
+ML_VERSIONS = ["2024-11-03", "2024-11-20", "2024-12-01"]  # champion, canary, candidate
+_DECILES = np.array([-1.2815515655446004, -0.8416212335729142, -0.5244005127080407,
+                     -0.2533471031357997, 0.0, 0.2533471031357997, 0.5244005127080407,
+                     0.8416212335729142, 1.2815515655446004])  # standard normal deciles
+_SCORE_EDGES = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])  # score.bin's
+
+
+def ml_profile() -> dict[str, Any]:
+    """The training profile of :func:`generate_ml`'s features (a Profile v2 document):
+    feature ``f<i>`` is normal(i / 4, 1) in training, so its decile edges are exact."""
+    features: list[dict[str, Any]] = []
+    for i, name in enumerate(ML_NUMERIC):
+        mean = i / 4
+        features.append({"name": name, "kind": "numeric", "count": 100_000, "null_rate": 0.0,
+                         "min": mean - 5.0, "max": mean + 5.0,
+                         "edges": [float(mean + d) for d in _DECILES],
+                         "bin_fractions": [0.1] * 10})
+    shares = {"country": [0.3, 0.2, 0.2, 0.2, 0.1], "device": [0.5, 0.3, 0.2],
+              "plan": [0.6, 0.3, 0.1]}
+    for name, values in ML_CATEGORIES.items():
+        features.append({"name": name, "kind": "categorical", "count": 100_000,
+                         "null_rate": 0.0, "categories": values, "frequencies": shares[name]})
+    score = {"kind": "binary", "count": 100_000, "null_rate": 0.0,
+             "bin_fractions": [0.1] * 10}
+    return {"format": "wideevents.profile", "version": 2, "features": features, "score": score}
+
+
+def generate_ml(path: Path, n: int, seed: int = 3) -> None:
+    """``n`` lines of a binary classifier's events as the file sink writes them: prediction
+    events (~60 fields: 20 numeric features with their ``feature_bin.*`` against
+    :func:`ml_profile`, 3 categorical features, ``prediction.p_positive``, ``score.bin``,
+    three model versions, tenants, regions; 1 in 4 with ``samplerate`` 4) and, for about a
+    quarter of them, a ``feedback`` event carrying the prediction's fields and the observed
+    label. Incidents: tenant ``globex`` serves ``f03`` shifted by +1.5 and ``f11`` as 0
+    (drift); the canary ``2024-11-20`` is over-confident (it reports sigmoid(2z) where the
+    truth is sigmoid(z): calibration); android in ap-south-1 is slow (compare)."""
+    rng = np.random.default_rng(seed)
+    t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
+    chunk = 10_000
+    written = 0
+    means = np.arange(len(ML_NUMERIC)) / 4
+    cat_p = {"country": [0.3, 0.2, 0.2, 0.2, 0.1], "device": [0.5, 0.3, 0.2],
+             "plan": [0.6, 0.3, 0.1]}
+    with path.open("wb") as f:
+        while written < n:
+            x = rng.normal(size=(chunk, len(ML_NUMERIC))) + means
+            tenant = rng.choice(len(ML_TENANTS), size=chunk, p=[0.4, 0.3, 0.2, 0.1])
+            globex = tenant == 1
+            x[globex, 3] += 1.5
+            x[globex, 11] = 0.0
+            bins = np.stack([np.searchsorted(means[j] + _DECILES, x[:, j], side="right")
+                             for j in range(len(ML_NUMERIC))], axis=1)
+            region = rng.choice(len(ML_REGIONS), size=chunk, p=[0.4, 0.3, 0.3])
+            version = rng.choice(len(ML_VERSIONS), size=chunk, p=[0.6, 0.2, 0.2])
+            cats = {k: rng.choice(len(v), size=chunk, p=cat_p[k]) for k, v in ML_CATEGORIES.items()}
+            z = 0.8 * (x[:, 0] - means[0]) - 0.6 * (x[:, 5] - means[5]) + rng.normal(0, 0.5, chunk)
+            true_p = 1 / (1 + np.exp(-z))
+            reported = np.where(version == 1, 1 / (1 + np.exp(-2 * z)), true_p)
+            score_bins = np.searchsorted(_SCORE_EDGES, reported, side="right")
+            outcome = rng.random(chunk) < true_p
+            slow = (cats["device"] == 1) & (region == 2)
+            duration = rng.lognormal(3, 0.5, chunk) * np.where(slow, 4.0, 1.0)
+            rates = rng.choice([1, 1, 1, 4], size=chunk)
+            give_feedback = rng.random(chunk) < 0.25
+            ids = rng.integers(0, 2**63, size=(chunk, 2))
+            lines: list[bytes] = []
+            for r in range(chunk):
+                ts = dt.datetime.fromtimestamp(t0 + (written + len(lines)) * 0.01, dt.UTC)
+                p = float(reported[r])
+                label = "yes" if p >= 0.5 else "no"
+                ev: dict[str, Any] = {
+                    "timestamp": ts.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                    "name": "POST /v1/score", "duration_ms": round(float(duration[r]), 3),
+                    "service.name": "scorer", "host.name": "web-1", "process.pid": 4242,
+                    "trace.trace_id": f"{ids[r, 0]:016x}{ids[r, 1]:016x}",
+                    "http.route": "/v1/score", "http.response.status_code": 200,
+                    "prediction.id": f"{ids[r, 1]:016x}{ids[r, 0]:016x}",
+                    "user.id": int(ids[r, 0] % 10_000),
+                    "model.name": "scorer", "model.version": ML_VERSIONS[version[r]],
+                    "slice.tenant": ML_TENANTS[tenant[r]], "slice.region": ML_REGIONS[region[r]],
+                    "prediction.label": label, "prediction.score": p,
+                    "prediction.p_positive": p, "score.bin": int(score_bins[r]),
+                    "samplerate": int(rates[r]),
+                }  # fmt: skip
+                for j, name in enumerate(ML_NUMERIC):
+                    ev["feature." + name] = round(float(x[r, j]), 4)
+                    ev["feature_bin." + name] = int(bins[r, j])
+                for k, values in ML_CATEGORIES.items():
+                    ev["feature." + k] = values[cats[k][r]]
+                lines.append(orjson.dumps(ev))
+                if give_feedback[r]:
+                    observed = "yes" if outcome[r] else "no"
+                    fb = {key: ev[key] for key in (
+                        "prediction.id", "model.name", "model.version", "slice.tenant",
+                        "slice.region", "prediction.label", "prediction.score",
+                        "prediction.p_positive", "score.bin", "samplerate")}
+                    fb |= {"timestamp": ev["timestamp"], "name": "feedback",
+                           "feedback.label": observed, "feedback.correct": observed == label,
+                           "feedback.matched": True}
+                    lines.append(orjson.dumps(fb))
+            lines = lines[: n - written]
+            f.write(b"\n".join(lines) + b"\n")
+            written += len(lines)
+
+
 QUERIES: dict[str, Query] = {
     "COUNT by model.version": Query(calculations=["COUNT"], breakdowns=["model.version"]),
     "P99(duration_ms) by model.version, http.route where status = 200": Query(

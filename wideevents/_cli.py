@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_query_parser(sub)
         add_tail_parser(sub)
+        from .query import _analysis_cli  # issue 19
+
+        _analysis_cli.add_compare_parser(sub)
+        _analysis_cli.add_drift_parser(sub)
+        _analysis_cli.add_calibration_parser(sub)
     from .sinks._prometheus._rules import add_prometheus_parser  # issue 21
 
     add_prometheus_parser(sub)

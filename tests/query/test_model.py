@@ -47,6 +47,8 @@ def test_public_surface() -> None:
     expected = {
         "Calculation", "HoneycombQueryClient", "Having", "Order", "Query", "QueryError",
         "QueryResult", "QueryTimeout", "query_url", "run_local",
+        # issue 19: the analysis commands' Python API (docs/analysis.md)
+        "compare", "drift", "calibration", "CompareResult", "DriftResult", "CalibrationResult",
     }  # fmt: skip
     assert expected == set(wideevents.query.__all__)
 

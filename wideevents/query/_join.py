@@ -29,11 +29,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from wideevents._filter import ColumnKind, quote_identifier, sql_literal
+from wideevents._filter import ColumnKind, quote_identifier
 from wideevents.query._local import expand_paths, import_duckdb
 from wideevents.query._model import QueryError
 from wideevents.query._plan import sample_rate
-from wideevents.query._store import ColumnStore, combined_kind, default_cache_dir, duckdb_path
+from wideevents.query._store import ColumnStore, combined_kind, default_cache_dir
 
 __all__ = ["PREDICTION_FIELDS", "feedback_join_sql", "join_feedback"]
 
@@ -42,7 +42,6 @@ PREDICTION_FIELDS = ("prediction.label", "prediction.score", "prediction.p_posit
                      "score.bin")
 _PREFIXES = ("model.", "slice.", "data.")
 _SYSTEM = ("name", "prediction.id", "timestamp", "samplerate")
-_MAX_OBJECT = 64 * 1024 * 1024  # as the column store reads lines (query/_store.py)
 
 
 def join_feedback(
@@ -82,30 +81,28 @@ def join_feedback(
     return rows
 
 
-def _keys(con: Any, files: Sequence[str]) -> list[str]:
-    """The fields of the files that a joined row carries, in a stable order."""
-    wanted = " OR ".join(
-        [f"starts_with(k, {sql_literal(p)})" for p in (*_PREFIXES, "feedback.")]
-        + [f"k = {sql_literal(f)}" for f in PREDICTION_FIELDS]
-    )
+def _keys(store: ColumnStore, files: Sequence[str]) -> list[str]:
+    """The fields of the files that a joined row carries, in a stable order (the keys of
+    each file are read once per version of it and kept by the column store)."""
     found: set[str] = set()
     for path in files:
-        rows = con.execute(
-            f"SELECT DISTINCT k FROM (SELECT unnest(json_keys(json)) AS k FROM "
-            f"read_ndjson_objects({sql_literal(duckdb_path(path))}, ignore_errors = true,"
-            f" maximum_object_size = {_MAX_OBJECT}) WHERE json_type(json) = 'OBJECT')"
-            f" WHERE {wanted}"
-        ).fetchall()
-        found.update(row[0] for row in rows)
+        found.update(k for k in store.keys(path)
+                     if k.startswith((*_PREFIXES, "feedback.")) or k in PREDICTION_FIELDS)
     return sorted(found)
 
 
 def feedback_join_sql(
-    con: Any, store: ColumnStore, files: Sequence[str]
+    con: Any, store: ColumnStore, files: Sequence[str], *, fields: Sequence[str] | None = None
 ) -> tuple[str, list[str], dict[str, ColumnKind]]:
     """(SELECT statement, its column names, their kinds) of the join over ``files``; the
-    statement is empty when the files have no ``prediction.id`` at all."""
-    keys = _keys(con, files)
+    statement is empty when the files have no ``prediction.id`` at all. ``fields``: carry
+    only these (of the fields a row may carry; see the module doc) instead of every one the
+    files have, which saves the pass that lists the files' keys."""
+    if fields is None:
+        keys = _keys(store, files)
+    else:
+        keys = sorted({f for f in fields
+                       if f.startswith((*_PREFIXES, "feedback.")) or f in PREDICTION_FIELDS})
     fields = list(dict.fromkeys([*_SYSTEM, *keys]))
     parts = [store.columns(path, fields, []) for path in files]
     combined = {f: combined_kind(parts, f) for f in fields}
@@ -128,15 +125,19 @@ def feedback_join_sql(
         if f.startswith("feedback."):
             out.append(f"fb.{alias[f]} AS {quote_identifier(f)}")
         else:
-            out.append(f"coalesce(pred.{alias[f]}, fb.{alias[f]}) AS {quote_identifier(f)}")
+            out.append(f"coalesce(pred.__p.{alias[f]}, fb.{alias[f]}) AS {quote_identifier(f)}")
         columns.append(f)
         kinds[f] = combined[f][0]
+    # The earliest prediction per id (timestamps NULLS LAST) as one aggregate: a hash
+    # aggregation of the predicted fields, not a window over every row (which sorts).
+    pack = ", ".join(f"'{alias[f]}': {alias[f]}" for f in keys
+                     if not f.startswith("feedback.")) or "'_': 1"
     sql = (
         f"WITH src AS (SELECT *, {key} AS __key FROM ({' UNION ALL '.join(selects)})),"
         f" fb AS (SELECT * FROM src WHERE {name} = 'feedback' AND __key IS NOT NULL),"
-        f" pred AS (SELECT * FROM src WHERE {name} IS DISTINCT FROM 'feedback'"
-        f" AND __key IS NOT NULL QUALIFY row_number() OVER"
-        f" (PARTITION BY __key ORDER BY {ts} NULLS LAST) = 1)"
+        f" pred AS (SELECT __key, arg_min({{{pack}}}, {{'n': {ts} IS NULL, 't': {ts}}}) AS __p"
+        f" FROM src WHERE {name} IS DISTINCT FROM 'feedback' AND __key IN (SELECT __key FROM"
+        f" fb) GROUP BY __key)"
         f" SELECT {', '.join(out)} FROM fb LEFT JOIN pred ON fb.__key = pred.__key"
     )
     return sql, columns, kinds

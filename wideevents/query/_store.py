@@ -57,6 +57,7 @@ from wideevents.query._cachedir import PART, clear, create_entry, is_entry, prun
 from wideevents.query._model import QueryError
 
 __all__ = [
+    "MAX_KEYS",
     "ColumnStore",
     "FileColumns",
     "combined_kind",
@@ -68,6 +69,8 @@ _FORMAT: Final = 3
 _MAX_OBJECT: Final = 64 * 1024 * 1024  # Honeycomb's event limit is 1 MB; be generous
 _SAMPLE_LINES: Final = 1000
 _SAMPLE_BYTES: Final = 4 * 1024 * 1024
+#: At most this many distinct keys of a file are listed by :meth:`ColumnStore.keys`.
+MAX_KEYS: Final = 10_000
 # SQL type of the typed column per primary kind, and of a unified query kind.
 _TYPED: Final = {"i": "BIGINT", "f": "DOUBLE", "s": "VARCHAR", "b": "BOOLEAN", "o": "JSON"}
 
@@ -242,6 +245,7 @@ def _fresh(path: str, st: os.stat_result) -> dict[str, Any]:
     return {
         "format": _FORMAT, "path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
         "rows": None, "skipped": None, "strict": True, "next": 0, "columns": {}, "times": {},
+        "keys": None,
     }  # fmt: skip
 
 
@@ -277,6 +281,29 @@ class ColumnStore:
             time_aliases={f: manifest["times"][f]["alias"] for f in wanted_t},
             skipped=int(manifest["skipped"] or 0),
         )
+
+    def keys(self, path: str) -> list[str]:
+        """Every top-level key of the JSON objects of ``path`` (at most :data:`MAX_KEYS`, in
+        sorted order), read once per version of the file and kept in its manifest."""
+        st = os.stat(path)
+        manifest, directory = self._manifest(path, st)
+        known = manifest.get("keys")
+        if isinstance(known, list) and all(isinstance(k, str) for k in known):
+            return known
+        # json_keys is [] for an array or a scalar and NULL for a line that is not JSON, so
+        # no json_type() filter is needed: it would parse every line a second time.
+        rows = self._con.execute(
+            f"SELECT DISTINCT unnest(json_keys(json)) FROM read_ndjson_objects("
+            f"{sql_literal(duckdb_path(path))}, ignore_errors = true, maximum_object_size ="
+            f" {_MAX_OBJECT})"
+        ).fetchall()
+        found = sorted(str(row[0]) for row in rows)[:MAX_KEYS]
+        after = os.stat(path)
+        if (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
+            manifest["keys"] = found  # a file that moved meanwhile is read again next time
+            if directory is not None:
+                self._save(directory, manifest)
+        return found
 
     def _scan(self, directory: Path | None, part: str | None) -> str:
         if part is None:
