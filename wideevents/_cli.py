@@ -17,7 +17,7 @@ from ._errors import ConfigurationError
 from ._version import __version__
 
 _EXTRA_FOR = {"duckdb": "query", "fastapi": "demo", "uvicorn": "demo", "httpx": "demo",
-              "opentelemetry.proto": "otlp"}
+              "opentelemetry.proto": "otlp", "matplotlib": "report"}
 
 
 def _missing_extra(exc: ModuleNotFoundError) -> str | None:
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         _analysis_cli.add_compare_parser(sub)
         _analysis_cli.add_drift_parser(sub)
         _analysis_cli.add_calibration_parser(sub)
+        from .query._report_cli import add_report_parser  # issue 20
+
+        add_report_parser(sub)
     from .sinks._prometheus._rules import add_prometheus_parser  # issue 21
 
     add_prometheus_parser(sub)

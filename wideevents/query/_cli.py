@@ -79,6 +79,8 @@ def add_query_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true",
                    help="do not keep a columnar copy (the cache: $WIDEEVENTS_CACHE_DIR, else "
                    "~/.cache/wideevents/query; it deletes only entries it created)")
+    p.add_argument("--html", metavar="PATH", help="also write the result as an offline HTML "
+                   "page (charts and tables; needs the 'report' extra)")
     p.add_argument("--honeycomb", metavar="DATASET", help="run in Honeycomb (Enterprise plan)")
     p.add_argument("--link", action="store_true", help="print the Honeycomb query link")
     p.add_argument("--team", help="Honeycomb team slug (for --link)")
@@ -148,6 +150,10 @@ def run_query(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     query = _build_query(args)
+    if getattr(args, "html", None):
+        from wideevents.query._html._page import check_target
+
+        check_target(args.html)  # before the query runs: a bad path fails early
     if not args.files and not args.honeycomb and not args.link:
         raise ConfigurationError("give event files (or --honeycomb DATASET, or --link)")
     result = None
@@ -167,6 +173,11 @@ def run_query(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 "--link needs --team and a dataset (--dataset or $HONEYCOMB_DATASET)"
             )
         link = query_url(query, team=args.team, environment=args.environment, dataset=dataset)
+    if getattr(args, "html", None) and result is not None:
+        from wideevents.query._html._cli_support import write_query_html
+
+        written = write_query_html(args.html, args, result, query, link)
+        print(f"wideevents query: wrote {escape(str(written))}", file=sys.stderr)
     if args.json:
         doc: dict[str, Any] = {"query": query.to_json()}
         if result is not None:
