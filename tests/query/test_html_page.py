@@ -251,7 +251,7 @@ def test_time_charts_narrow_to_where_the_events_are(tmp_path: Path) -> None:
     ts = np.array(times)
     inside = (ts >= start) & (ts < end)
     assert inside.mean() >= 0.9 and (end - start) * 10 < ts.max() - ts.min()
-    note = re.search(r"(\d+) events outside it are left out", page)
+    note = re.search(r"(\d+) of them outside it are left out", page)
     assert note is not None and int((~inside).sum()) == int(note.group(1))
     shown = {r[0]: float(r[1]) for r in _tables(page)["series"]}
     expected = {datetime.fromtimestamp(b, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"):
@@ -287,3 +287,30 @@ def test_dense_heatmap_series_stays_small(tmp_path: Path) -> None:
     assert 0 == done.returncode, done.stderr
     assert out.stat().st_size < 2_000_000, out.stat().st_size
     assert "The numbers (18000 rows)" in out.read_text()
+
+
+def test_feedback_neither_stretches_the_time_charts_nor_enters_latency(tmp_path: Path) -> None:
+    """Feedback events (name "feedback", duration_ms about 0, the prediction's
+    model.version) arriving hours after their requests: the time window is the requests',
+    and the duration percentiles per model.version are the requests' only (before: the
+    demo's report showed a 6-hour axis with the requests in one column, and P50 per
+    version pulled down by the feedback's zeros)."""
+    t0 = 1_780_000_200
+    rows = [{"timestamp": t0 + i * 0.5, "name": "GET /search", "duration_ms": 10.0 + i % 50,
+             "model.version": "v1"} for i in range(200)]
+    rows += [{"timestamp": t0 + 120 + i * 100, "name": "feedback", "duration_ms": 0.01,
+              "model.version": "v1"} for i in range(200)]
+    events = tmp_path / "e.jsonl"
+    events.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "r.html"
+    assert 0 == _cli("report", str(events), "-o", str(out), "--no-cache").returncode
+    page = out.read_text()
+    caption = re.search(r'data-section="series".*?<code>(.*?)</code>', page, re.S)
+    assert caption is not None
+    start, end = (int(re.search(rf"--{k} (\d+)", caption.group(1)).group(1))  # type: ignore[union-attr]
+                  for k in ("start-time", "end-time"))
+    assert start <= t0 and t0 + 100 <= end and end - start < 1000
+    durations = np.array([r["duration_ms"] for r in rows if r["name"] != "feedback"])
+    (row,) = _tables(page)["percentiles"]
+    expected = [float(np.percentile(durations, q, method="inverted_cdf")) for q in (50, 90, 99)]
+    assert ["v1", *expected] == [row[0], *[float(x) for x in row[1:4]]]

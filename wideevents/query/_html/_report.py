@@ -252,17 +252,24 @@ def _analysis(kind: str) -> Callable[..., Any]:
     return getattr(q, kind)  # type: ignore[no-any-return]
 
 
-def _timed(r: _Report, where: list[str]) -> tuple[dict[str, Any], str | None, bool]:
+def _timed(r: _Report, where: list[str], pin: bool = False
+           ) -> tuple[dict[str, Any], str | None, bool]:
     """The time arguments of a time chart over the events passing ``where``, its note, and
-    whether there is anything to chart over time."""
+    whether there is anything to chart over time. ``pin``: the charts show other events
+    too (feedback), so the window is always explicit, these events' span at the least."""
     w = _time_window(r, where)
+    if pin and w.start is None and w.has_buckets:
+        buckets = _buckets(r, where, w)
+        if buckets:
+            w = _Window(w.granularity, buckets[0][0], buckets[-1][0] + w.granularity)
     timed: dict[str, Any] = {"granularity": w.granularity, "start_time": w.start,
                              "end_time": w.end}
     note = None
     if w.start is not None:
         span = f"{_utc(w.start)} to {_utc(w.end or w.start)}"
-        note = (f"from {span}, where 90% of these events are; {plain(w.outside)} events "
-                "outside it are left out of this chart (not of the other sections)")
+        note = (f"from {span}, where 90% of the events other than feedback are; "
+                f"{plain(w.outside)} of them outside it are left out of the time charts (not "
+                "of the other sections), and so is any feedback outside it")
     return timed, note, w.has_buckets
 
 
@@ -276,21 +283,21 @@ def build_report(opts: ReportOptions) -> str:
     if r.skipped_lines:
         r.note("lines skipped", f"{r.skipped_lines} lines of the files are not a JSON object "
                "(malformed, truncated, invalid UTF-8): they are in no chart")
-    timed, note, over_time = _timed(r, where)
+    # The service's own events choose the time window: feedback (wideevents.feedback(),
+    # name "feedback") arrives minutes to hours after its request and would stretch the
+    # axis until the requests are one column.
+    served = [*where, "name != feedback"] if "name" in r.columns else where
+    timed, note, over_time = _timed(r, served, pin=served is not where)
     if not over_time:
         r.note("over time", "no event (passing --where) has a timestamp: no time charts")
     split = ["error"] if has_error else ["name"] if "name" in r.columns else []
     r.step("volume", lambda: r.add_query(_Spec(
         ["COUNT"], breakdowns=split, where=where, **timed), kinds=("series",), note=note))
     if has_duration:
-        # Its own window: events without a duration (feedback arriving hours later) would
-        # otherwise stretch the time axis and leave the heatmap one narrow column.
-        timed_ms, note_ms, _ = _timed(r, [*where, "duration_ms exists"])
         r.step("latency heatmap", lambda: r.add_query(_Spec(
-            ["HEATMAP(duration_ms)"], where=[*where, "duration_ms exists"], **timed_ms),
-            kinds=("heatmap",), note=note_ms))
+            ["HEATMAP(duration_ms)"], where=served, **timed), kinds=("heatmap",), note=note))
     if breakdown and has_duration:
-        r.step("latency per group", lambda: _percentiles(r, breakdown, where))
+        r.step("latency per group", lambda: _percentiles(r, breakdown, served))
     if breakdown and has_error:
         r.step("errors per group", lambda: _errors(r, breakdown, where))
     elif not has_error:
@@ -304,7 +311,7 @@ def build_report(opts: ReportOptions) -> str:
     if any(c in r.columns for c in _FEEDBACK_COLUMNS):
         r.step("calibration", lambda: _calibration(r, breakdown, where))
     if has_duration:
-        r.step("compare: slowest 1%", lambda: _compare_slowest(r, where))
+        r.step("compare: slowest 1%", lambda: _compare_slowest(r, served))
     if has_error:
         r.step("compare: errors", lambda: _compare(r, [*where, "error = true"], "errors"))
     title = opts.title or "wideevents report"
