@@ -11,11 +11,7 @@ from typing import Any
 
 import wideevents
 
-from .mixer import REGIONS, TENANTS
-
-WORDS = ("running shoes red wireless headphones cheap flights lisbon vegan recipes quick "
-         "python tutorial async gpu prices used cars electric bikes winter jacket kids "
-         "garden tools best coffee grinder noise cancelling laptop stand").split()
+from .mixer import REGIONS, TENANTS, WORDS
 
 
 @dataclass
@@ -24,7 +20,7 @@ class LoadResult:
     ok: int
     failed: int
     seconds: float
-    predictions: list[tuple[str, str]]  # (prediction_id, model_version)
+    predictions: list[tuple[str, str, float]]  # (prediction_id, model_version, P(click))
 
 
 def _query(rng: random.Random) -> str:
@@ -49,18 +45,21 @@ async def _drive(base_url: str, requests: int, seed: int, concurrency: int,
     ]
     sem = asyncio.Semaphore(concurrency)
     done = ok = failed = 0
-    predictions: list[tuple[str, str]] = []
+    # In the plan's order, not the order replies arrive in: the clicks simulated from them
+    # (a seeded RNG walking this list) must not depend on the machine's scheduling.
+    answered: list[tuple[str, str, float] | None] = [None] * len(plan)
     t0 = time.perf_counter()
     async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
 
-        async def one(params: dict[str, Any]) -> None:
+        async def one(i: int, params: dict[str, Any]) -> None:
             nonlocal done, ok, failed
             async with sem:
                 try:
                     r = await client.get("/search", params=params)
                     if r.status_code == 200:
                         body = r.json()
-                        predictions.append((body["prediction_id"], body["model_version"]))
+                        answered[i] = (body["prediction_id"], body["model_version"],
+                                       float(body.get("p_click", 0.5)))
                         ok += 1
                     else:
                         failed += 1
@@ -70,9 +69,10 @@ async def _drive(base_url: str, requests: int, seed: int, concurrency: int,
             if progress and (done % 25 == 0 or done == requests):
                 print(_bar(done, requests), end="", file=sys.stderr, flush=True)
 
-        await asyncio.gather(*(one(p) for p in plan))
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(plan)))
     if progress:
         print(file=sys.stderr)
+    predictions = [p for p in answered if p is not None]
     return LoadResult(requests, ok, failed, time.perf_counter() - t0, predictions)
 
 
@@ -92,18 +92,22 @@ def run_load(base_url: str, requests: int, seed: int, *, concurrency: int = 16,
     return asyncio.run(_drive(base_url, requests, seed, concurrency, progress))
 
 
-def simulate_clicks(predictions: list[tuple[str, str]], seed: int, *, share: float = 0.3,
+def simulate_clicks(predictions: list[tuple[str, str, float]], seed: int, *, share: float = 0.5,
                     late_share: float = 0.15) -> int:
-    """Send feedback for a share of predictions; some arrive hours later (simulated clock)."""
+    """Send feedback for a share of predictions; some arrive hours later (simulated clock).
+    The user clicks with the true P(click) of the results (``mixer.click_probability``), so
+    the label (``click`` / ``skip``) calibrates the probability each version served."""
     rng = random.Random(seed + 1)
     now = time.time()
     sent = 0
-    for prediction_id, _version in predictions:
+    for prediction_id, _version, p_click in predictions:
         if rng.random() >= share:
             continue
         late = rng.random() < late_share
         delay_s = rng.uniform(3_600, 6 * 3_600) if late else rng.uniform(1.0, 60.0)
-        wideevents.feedback(prediction_id, label="click", reward=1.0 if rng.random() < 0.7 else 0.0,
-                            timestamp=now + delay_s, position=rng.randint(1, 10))
+        clicked = rng.random() < p_click
+        wideevents.feedback(prediction_id, label="click" if clicked else "skip",
+                            reward=1.0 if clicked else 0.0, timestamp=now + delay_s,
+                            position=rng.randint(1, 10))
         sent += 1
     return sent

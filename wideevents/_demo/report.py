@@ -94,3 +94,90 @@ def run_questions(path: str) -> list[tuple[Question, Any, str]]:
         result = run_local(query, path)
         out.append((q, result, format_table(result, query)))
     return out
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One step of the walkthrough answered by ``compare``, ``drift`` or ``calibration``."""
+
+    title: str
+    finding: str
+    argv: tuple[str, ...]  # after ``wideevents``; FILE and PROFILE stand for the paths
+
+
+ANALYSES = (
+    Analysis(
+        "What is different about the slow requests?",
+        "one command ranks every field: after the timings themselves (the mixer's and the "
+        "client instrumentation's http.client.*), the region and the vector backend's timeouts",
+        ("compare", "FILE", "--where", "duration_ms > 60", "--baseline", "name = GET /search",
+         "--baseline", "duration_ms <= 60", "--limit", "10"),
+    ),
+    Analysis(
+        "Which features drifted from training, and for whom?",
+        "PSI against the training profile per tenant: globex's click-through prior",
+        ("drift", "FILE", "--profile", "PROFILE", "--breakdown", "slice.tenant", "--limit", "3"),
+    ),
+    Analysis(
+        "Are the click probabilities calibrated?",
+        "only feedback shows it: the canary's probabilities are over-confident",
+        ("calibration", "FILE", "--breakdown", "model.version", "--bins", "5"),
+    ),
+)
+
+
+def _argv(analysis: Analysis, path: str, profile: str) -> list[str]:
+    return [path if a == "FILE" else profile if a == "PROFILE" else a for a in analysis.argv]
+
+
+def analysis_command(analysis: Analysis, path: str, profile: str) -> str:
+    """The ``wideevents`` command line of one analysis step."""
+    return " ".join(shlex.quote(p) for p in ["wideevents", *_argv(analysis, path, profile)])
+
+
+def run_analyses(path: str, profile: str) -> list[tuple[Analysis, str]]:
+    """Run every analysis step over ``path`` through its command's own handler; returns
+    (step, the text the command prints)."""
+    import argparse
+    import io
+
+    from wideevents.query import _analysis_cli
+
+    parser = argparse.ArgumentParser(prog="wideevents")
+    sub = parser.add_subparsers()
+    for add in (_analysis_cli.add_compare_parser, _analysis_cli.add_drift_parser,
+                _analysis_cli.add_calibration_parser):
+        add(sub)
+    out = []
+    for step in ANALYSES:
+        args = parser.parse_args(_argv(step, path, profile))
+        text = io.StringIO()
+        args.func(args, out=text)
+        out.append((step, text.getvalue().rstrip("\n")))
+    return out
+
+
+def write_html_report(events_path: str) -> str | None:
+    """The demo's last step: ``report.html`` beside ``events_path`` (with ``profile.json``
+    beside it as the drift reference when it exists). Returns the path written, or None
+    (with the reason on stderr) when the page cannot be made: the demo itself succeeded."""
+    import os
+    import sys
+
+    from wideevents._core.terminal import escape
+
+    folder = os.path.dirname(os.path.abspath(events_path))
+    target = os.path.join(folder, "report.html")
+    profile = os.path.join(folder, "profile.json")
+    try:
+        from wideevents.query._html._report import ReportOptions, write_report
+
+        opts = ReportOptions(files=[events_path], title="wideevents demo: the search mixer",
+                             profile=profile if os.path.isfile(profile) else None)
+        return str(write_report(opts, target))
+    except ModuleNotFoundError as exc:
+        print(f"wideevents demo: no report.html: missing module {exc.name!r}; install it with "
+              "pip install 'wideevents[report]'", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the walkthrough ran; a page it cannot write is a note
+        print(f"wideevents demo: no report.html: {escape(str(exc))}", file=sys.stderr)
+    return None

@@ -4,28 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import wideevents
 from wideevents._core.terminal import escape
 from wideevents.sinks import FileSink
 
+# Requests in flight. The mixer spends ~10 ms of CPU per request (three real backend calls
+# through httpx among it) under one GIL: more in flight only queues them on its event loop,
+# and the events would then measure that queue instead of the backends (a 2-core machine).
+LOAD_CONCURRENCY = 6
+
 
 class _Server:
     """uvicorn in a background thread on an ephemeral loopback port."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, lifespan: Literal["on", "off"] = "off") -> None:
         import uvicorn
 
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        from .backends import loopback_listener
+
+        self.sock = loopback_listener()  # TCP_NODELAY on its connections: see its docstring
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="demo-uvicorn", daemon=True)
@@ -79,10 +83,18 @@ def run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str]
 def _run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str],
                     notes: _IncidentNotes) -> int:
     from wideevents._config import sinks_from_spec
+    from wideevents.integrations import clients
 
+    from .backends import BackendServers
     from .load import run_load, simulate_clicks
     from .mixer import CANARY, Mixer, create_app
-    from .report import command_line, run_questions
+    from .report import (
+        analysis_command,
+        command_line,
+        run_analyses,
+        run_questions,
+        write_html_report,
+    )
 
     file_sink = FileSink(out)  # a bad path fails here with a ConfigurationError (exit 2)
     os.truncate(file_sink.path, 0)  # each run starts a fresh file: the queries describe this run
@@ -99,17 +111,32 @@ def _run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str
             f"tenant {incidents.zero_feature_tenant}'s click-through prior is silently 0"
             if incidents.zero_feature_tenant else "",
             f"the canary ranker ({CANARY}) scores queries of 34 characters or more NaN"
-            if incidents.canary_nonfinite else ""]
+            if incidents.canary_nonfinite else "",
+            f"the canary's click probability ({CANARY}) is over-confident"
+            if incidents.canary_overconfident else ""]
     if any(told):
         print("  injected incidents, for the queries below to find:", file=sys.stderr)
         for t in told:
             if t:
                 print(f"  - {t}", file=sys.stderr)
+    notes.notes["wideevents.ml: shadow: both rankings are empty"] = (
+        "a request whose three backends all failed or timed out (the demo's error rates)")
     if incidents.canary_nonfinite:
         notes.notes["wideevents.ml: ranking: non-finite scores"] = (
             f"the demo's injected incident: the canary ranker {CANARY} on long queries")
-    with _Server(create_app(mixer)) as server:
-        result = run_load(f"http://127.0.0.1:{server.port}", requests, seed)
+    # The backends are real HTTP services on loopback; the instrumentation records each call
+    # in the request's event as http.client.<backend>.count / .duration_ms / .errors.
+    was_instrumented = bool(clients.instrumented())
+    try:
+        with BackendServers(seed, incidents.slow_vector_region) as backends:
+            clients.instrument(peer_names=backends.peer_names)
+            mixer.bind_backends(backends.urls)
+            with _Server(create_app(mixer), lifespan="on") as server:
+                result = run_load(f"http://127.0.0.1:{server.port}", requests, seed,
+                                  concurrency=LOAD_CONCURRENCY)
+    finally:
+        if not was_instrumented:
+            clients.uninstrument()  # the demo's own patches, not a host's
     wideevents.flush(timeout=10.0)  # the worker has cached every prediction for feedback
     clicks = simulate_clicks(result.predictions, seed)
     wideevents.flush(timeout=10.0)
@@ -121,8 +148,19 @@ def _run_mixer_demo(*, requests: int, seed: int, out: str, extra_sinks: list[str
         print(f"\n## {question.title}\n   ({question.finding})\n")
         print(f"$ {escape(command_line(question.spec, out))}\n")
         print(table)  # format_table escapes every cell
+    # The same incidents answered in one command each (docs/analysis.md), the drift against
+    # the training profile saved beside the events.
+    profile = os.path.join(os.path.dirname(out), "profile.json")
+    mixer.profile.save(profile)
+    for analysis, text in run_analyses(out, profile):
+        print(f"\n## {analysis.title}\n   ({analysis.finding})\n")
+        print(f"$ {escape(analysis_command(analysis, out, profile))}\n")
+        print(text)  # the commands' text output escapes every value
     shown = escape(out)
     print(f"\nEvery field of every event is in {shown}: try `wideevents tail {shown}` or your own "
           "`wideevents query`; examples/honeycomb.md shows the same questions in Honeycomb.")
+    page = write_html_report(out)  # the last step: the same answers as pictures (issue 20)
+    if page:
+        print(f"The charts: {escape(page)} (one offline HTML file: open it in a browser).")
     wideevents.shutdown(timeout=5.0)
     return 0
