@@ -13,8 +13,15 @@ arithmetic is written here from Honeycomb's documentation, independently of wide
   "default: 100"); with ``disable_series`` the result request's ``limit`` overrides it
   ("Create a Query Result": "The limit will override the default limit").
 
-Supported: COUNT, SUM, AVG, MIN, MAX; breakdowns; orders; limit. Anything else (filters,
-time fields, granularity) is answered 400, so a test cannot silently rely on it.
+* filters (query-level and per calculation, "Query Specification": ``filters`` on a
+  calculation apply to it alone) with ``=``, ``!=``, ``exists``, ``does-not-exist``, all
+  combined with AND (``filter_combination`` AND only); ``=`` compares by value and type (a boolean is not a number); a
+  calculation's ``name`` names its column in the rows;
+* ``time_range`` is accepted and ignores no event: the stored events are all recent.
+
+Supported: COUNT, SUM, AVG, MIN, MAX; breakdowns; filters as above; orders; limit;
+time_range. Anything else (granularity, other filter ops) is answered 400, so a test
+cannot silently rely on it.
 """
 
 from __future__ import annotations
@@ -27,11 +34,44 @@ from typing import Any
 
 KEY = "hcaik_engine_test_key_0123456789"
 SPEC_DEFAULT_LIMIT = 100
-_SUPPORTED = {"calculations", "breakdowns", "orders", "limit"}
+_SUPPORTED = {"calculations", "breakdowns", "orders", "limit", "filters", "filter_combination",
+              "time_range"}
+_FILTER_OPS = {"=", "!=", "exists", "does-not-exist"}
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if _number(a) and _number(b):
+        return bool(a == b)
+    return type(a) is type(b) and a == b
+
+
+def _passes(data: dict[str, Any], filters: list[dict[str, Any]]) -> bool:
+    for f in filters:
+        value, op = data.get(f["column"]), f["op"]
+        equal = value is not None and "value" in f and _same(value, f["value"])
+        ok = {"=": equal, "!=": not equal, "exists": value is not None,
+              "does-not-exist": value is None}[op]
+        if not ok:
+            return False
+    return True
+
+
+def unsupported(spec: dict[str, Any]) -> list[str]:
+    """What of ``spec`` this engine does not compute (answered 400)."""
+    out = sorted(set(spec) - _SUPPORTED)
+    if spec.get("filter_combination", "AND") != "AND":
+        out.append("filter_combination OR")
+    filters = list(spec.get("filters") or [])
+    for calc in spec.get("calculations") or []:
+        filters += calc.get("filters") or []
+    out += sorted({f"filter op {f.get('op')!r}" for f in filters if f.get("op") not in _FILTER_OPS})
+    return out
 
 
 def compute(spec: dict[str, Any], limit: int, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -39,7 +79,7 @@ def compute(spec: dict[str, Any], limit: int, events: list[dict[str, Any]]) -> l
     calcs = spec.get("calculations") or [{"op": "COUNT"}]
     breakdowns = spec.get("breakdowns") or []
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for event in events:
+    for event in (e for e in events if _passes(e["data"], spec.get("filters") or [])):
         key = tuple(event["data"].get(b) for b in breakdowns)
         groups.setdefault(key, []).append(event)
     rows = []
@@ -47,10 +87,11 @@ def compute(spec: dict[str, Any], limit: int, events: list[dict[str, Any]]) -> l
         row: dict[str, Any] = dict(zip(breakdowns, key, strict=True))
         for calc in calcs:
             op, column = calc["op"], calc.get("column")
-            rates = [e["samplerate"] for e in members]
-            pairs = [(e["samplerate"], e["data"].get(column)) for e in members
+            mine = [e for e in members if _passes(e["data"], calc.get("filters") or [])]
+            rates = [e["samplerate"] for e in mine]
+            pairs = [(e["samplerate"], e["data"].get(column)) for e in mine
                      if _number(e["data"].get(column))]  # fmt: skip
-            name = op if column is None else f"{op}({column})"
+            name = calc.get("name") or (op if column is None else f"{op}({column})")
             if op == "COUNT":
                 row[name] = sum(rates)
             elif op == "SUM":
@@ -68,8 +109,8 @@ def compute(spec: dict[str, Any], limit: int, events: list[dict[str, Any]]) -> l
               (o["op"] if o.get("column") is None else f"{o['op']}({o['column']})"),
               o.get("order") == "descending") for o in spec.get("orders") or []]  # fmt: skip
     if not terms:
-        terms = [(first["op"] if first.get("column") is None
-                  else f"{first['op']}({first['column']})", True)]  # fmt: skip
+        terms = [(first.get("name") or (first["op"] if first.get("column") is None
+                  else f"{first['op']}({first['column']})"), True)]  # fmt: skip
     terms += [(b, False) for b in breakdowns]
     for name, descending in reversed(terms):
         rows.sort(key=lambda r: (r[name] is None, r[name] if not descending or r[name] is None
@@ -106,9 +147,9 @@ class ComputingHoneycomb:
                     return self._reply(401, {"error": "unknown API key - check your credentials"})
                 parts = self.path.strip("/").split("/")
                 if method == "POST" and parts[1] == "queries":
-                    unsupported = set(body) - _SUPPORTED
-                    if unsupported:
-                        return self._reply(400, {"error": f"engine: unsupported {sorted(unsupported)}"})
+                    refused = unsupported(body)
+                    if refused:
+                        return self._reply(400, {"error": f"engine: unsupported {refused}"})
                     qid = f"q-{len(engine.queries)}"
                     engine.queries[qid] = body
                     return self._reply(200, {"id": qid, **body})

@@ -2,7 +2,7 @@
 that computes its answers from the events as Honeycomb stores them: the same numbers as the
 local commands over the same events, in few queries (docs/analysis.md, "In Honeycomb").
 
-The fake computes, from Honeycomb's documentation and independently of wideevents: an
+The fake (tests/query/honeycomb_engine.py) computes, from Honeycomb's documentation and independently of wideevents: an
 event stands for ``samplerate`` events (COUNT sums the rates, SUM sums rate x value over
 the events with a number); a query's filters and a calculation's own ``filters`` are ANDed
 ("Query Specification": calculation ``filters`` narrow that calculation only); operators
@@ -12,101 +12,14 @@ from __future__ import annotations
 
 import json
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.query.honeycomb_engine import KEY, ComputingHoneycomb
 from wideevents.query import HoneycombQueryClient, calibration, drift
 from wideevents.query._analysis_honeycomb import calibration_honeycomb, drift_honeycomb
-
-KEY = "hcaik_analysis_test_key_0123456789"
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if _number(a) and _number(b):
-        return bool(a == b)
-    return type(a) is type(b) and a == b
-
-
-def _passes(data: dict[str, Any], filters: list[dict[str, Any]]) -> bool:
-    for f in filters:
-        value, op = data.get(f["column"]), f["op"]
-        equal = value is not None and "value" in f and _same(value, f["value"])
-        ok = {"=": equal, "!=": not equal, "exists": value is not None,
-              "does-not-exist": value is None}[op]
-        if not ok:
-            return False
-    return True
-
-
-def _compute(spec: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    chosen = [e for e in events if _passes(e["data"], spec.get("filters") or [])]
-    breakdowns = spec.get("breakdowns") or []
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for e in chosen:
-        groups.setdefault(json.dumps([e["data"].get(b) for b in breakdowns]), []).append(e)
-    rows = []
-    for key, members in groups.items():
-        row = dict(zip(breakdowns, json.loads(key), strict=True))
-        for calc in spec["calculations"]:
-            mine = [e for e in members if _passes(e["data"], calc.get("filters") or [])]
-            name = calc.get("name") or calc["op"]
-            if calc["op"] == "COUNT":
-                row[name] = sum(e["samplerate"] for e in mine)
-            else:  # SUM
-                pairs = [(e["samplerate"], e["data"][calc["column"]]) for e in mine
-                         if _number(e["data"].get(calc["column"]))]
-                row[name] = sum(r * x for r, x in pairs) if pairs else None
-        rows.append(row)
-    return rows[: spec.get("limit", 100)]
-
-
-class _Honeycomb:
-    def __init__(self, events: list[dict[str, Any]]) -> None:
-        self.specs: list[dict[str, Any]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, body: Any) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.headers.get("X-Honeycomb-Team") != KEY:
-                    return self._reply(401, {"error": "unknown API key"})
-                if "/1/queries/" in self.path:
-                    fake.specs.append(body)
-                    return self._reply(200, {"id": f"q{len(fake.specs) - 1}"})
-                spec = fake.specs[int(body["query_id"][1:])]
-                rows = _compute(spec, events)
-                return self._reply(201, {"id": "r", "complete": True,
-                                         "data": {"results": [{"data": r} for r in rows]}})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _stored(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -157,7 +70,8 @@ def setup(tmp_path: Path) -> Any:
     events = _events()
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    fake = _Honeycomb(_stored(events))
+    stored = _stored(events)
+    fake = ComputingHoneycomb(lambda: stored)
     yield path, fake, HoneycombQueryClient(api_key=KEY, api_host=fake.url)
     fake.close()
 
@@ -168,8 +82,8 @@ def test_drift_in_honeycomb_equals_local(setup: Any) -> None:
     path, fake, client = setup
     local = drift([path], profile=PROFILE, breakdown="slice.tenant", cache=False).to_dict()
     remote, queries = drift_honeycomb(client, "ds", profile=PROFILE, breakdown="slice.tenant")
-    assert 1 == len(queries) == len(fake.specs)
-    assert 604800 == fake.specs[0]["time_range"]
+    assert 1 == len(queries) == len(fake.queries)
+    assert 604800 == fake.queries["q-0"]["time_range"]
     got = {g["group"]: {f["feature"]: (f["psi"], f["js"]) for f in g["features"]}
            for g in remote.to_dict()["groups"]}
     want = {g["group"]: {f["feature"]: (f["psi"], f["js"]) for f in g["features"]}

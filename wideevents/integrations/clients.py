@@ -207,16 +207,7 @@ def _patch_httpx(httpx: Any) -> list[tuple[Any, str, Any, Any]]:
             call = _safe(_httpx_begin, request)
             if call is None:
                 return original(self, request)
-            token = _in_call.set(True)
-            try:
-                response = original(self, request)
-            except BaseException as exc:
-                _in_call.reset(token)
-                end(call, None, exc)
-                raise
-            _in_call.reset(token)
-            end(call, getattr(response, "status_code", None), None)
-            return response
+            return _measured(call, "status_code", original, self, request)
         return handle_request
 
     def asynchronous(original: Any) -> Any:
@@ -267,16 +258,7 @@ def _patch_requests(requests: Any) -> list[tuple[Any, str, Any, Any]]:
             call = _safe(_requests_begin, request)
             if call is None:
                 return original(self, request, *args, **kwargs)
-            token = _in_call.set(True)
-            try:
-                response = original(self, request, *args, **kwargs)
-            except BaseException as exc:
-                _in_call.reset(token)
-                end(call, None, exc)
-                raise
-            _in_call.reset(token)
-            end(call, getattr(response, "status_code", None), None)
-            return response
+            return _measured(call, "status_code", original, self, request, *args, **kwargs)
         return send
 
     return [_patch(adapters.HTTPAdapter, "send", make)]
@@ -328,16 +310,7 @@ def _patch_urllib3(urllib3: Any) -> list[tuple[Any, str, Any, Any]]:
             call = _safe(_urllib3_begin, self, method, url, extra, kwargs)
             if call is None:
                 return original(self, method, url, *args, **kwargs)
-            token = _in_call.set(True)
-            try:
-                response = original(self, method, url, *extra, **kwargs)
-            except BaseException as exc:
-                _in_call.reset(token)
-                end(call, None, exc)
-                raise
-            _in_call.reset(token)
-            end(call, getattr(response, "status", None), None)
-            return response
+            return _measured(call, "status", original, self, method, url, *extra, **kwargs)
         return urlopen
 
     return [_patch(pools.HTTPConnectionPool, "urlopen", make)]
@@ -402,6 +375,22 @@ _PATCHERS: dict[str, Callable[[Any], list[tuple[Any, str, Any, Any]]]] = {
     "httpx": _patch_httpx, "requests": _patch_requests, "urllib3": _patch_urllib3,
     "aiohttp": _patch_aiohttp,
 }
+
+
+def _measured(call: _outgoing.Call, status_attr: str, fn: Callable[..., Any], *args: Any,
+              **kwargs: Any) -> Any:
+    """Run a synchronous library call with the layers below it silenced (requests over
+    urllib3 is one call), then record its outcome; its exception is re-raised unchanged."""
+    token = _in_call.set(True)
+    try:
+        response = fn(*args, **kwargs)
+    except BaseException as exc:
+        _in_call.reset(token)
+        end(call, None, exc)
+        raise
+    _in_call.reset(token)
+    end(call, getattr(response, status_attr, None), None)
+    return response
 
 
 def _safe(fn: Callable[..., _outgoing.Call | None], *args: Any) -> _outgoing.Call | None:

@@ -26,14 +26,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from wideevents._filter import ColumnKind, quote_identifier
-from wideevents.query._local import expand_paths, import_duckdb
-from wideevents.query._model import QueryError
+from wideevents.query._frame import session
 from wideevents.query._plan import sample_rate
-from wideevents.query._store import ColumnStore, combined_kind, default_cache_dir
+from wideevents.query._store import ColumnStore, combined_kind
 
 __all__ = ["PREDICTION_FIELDS", "feedback_join_sql", "join_feedback"]
 
@@ -54,22 +52,11 @@ def join_feedback(
     Raises ConfigurationError for no matching file or a missing DuckDB; QueryError when
     DuckDB cannot read a file.
     """
-    files = expand_paths(paths)
-    duckdb = import_duckdb()
-    cache_dir = default_cache_dir() if cache is True else None if cache is False else Path(cache)
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        sql, columns, kinds = feedback_join_sql(con, ColumnStore(con, cache_dir), files)
+    with session(paths, cache) as (con, store, files):  # DuckDB/file errors: QueryError
+        sql, columns, kinds = feedback_join_sql(con, store, files)
         if not sql:
             return []
         rows = [dict(zip(columns, values, strict=True)) for values in con.execute(sql).fetchall()]
-    except duckdb.Error as exc:
-        raise QueryError(f"DuckDB could not join the feedback: {exc}") from exc
-    except OSError as exc:  # a file vanished or became unreadable after it was matched
-        raise QueryError(f"cannot read {exc.filename}: {exc.strerror}") from exc
-    finally:
-        con.close()
     decode = [c for c in columns if kinds.get(c) in ("json", "other")]
     for row in rows:
         for column in decode:
