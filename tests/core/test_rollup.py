@@ -161,3 +161,23 @@ def test_a_sum_that_overflows_is_dropped_and_counted(sink: MemorySink) -> None:
     # An integer past 2^64 - 1 becomes its decimal string (docs/schema.md, "Values").
     assert (str(huge), 1) == (event["n"], event["m"])
     assert 3 == wideevents.stats()["fields"]["dropped"]["bad_rollup"]
+
+
+def test_a_float_sum_that_overflows_to_infinity_is_dropped_and_counted(
+        sink: MemorySink) -> None:
+    """1e308 + 1e308 is inf in IEEE 754 arithmetic (no OverflowError, unlike an int too
+    large for a float): a rollup never stores a non-finite total; the field keeps its last
+    finite value and the drop is counted, for ev.rollup, wideevents.rollup and a client
+    call's several fields at once (then the other fields still add). Counted per field
+left unchanged, as for any bad rollup: ``n`` and ``rollup.n`` (the same event) each time."""
+    from wideevents._core import rollup as core_rollup
+
+    with wideevents.event("e") as ev:
+        ev.rollup("n", 1e308)
+        ev.rollup("n", 1e308)
+        wideevents.rollup("n", 1e308)
+        core_rollup.add_numbers(ev, ("n", "m"), core_rollup.root_keys(("n", "m")), (1e308, 1))
+    event = _by_name(sink)["e"]
+    assert (1e308, 1e308, 1, 1) == (event["n"], event["rollup.n"], event["m"],
+                                     event["rollup.m"])
+    assert 6 == wideevents.stats()["fields"]["dropped"]["bad_rollup"]

@@ -10,9 +10,11 @@ the span's own field and into the root span's ``rollup.<field>``; beeline-python
 Rules, all on the request thread and never raising:
 
 - a value is an ``int`` or a finite ``float`` (numpy scalars and other ``numbers.Real``
-  convert; ``bool`` does not). ``int + int`` stays an ``int``. Anything else, and a field
-  that already holds something other than a number, is dropped, logged once and counted in
-  ``stats()["fields"]["dropped"]["bad_rollup"]``;
+  convert; ``bool`` does not). ``int + int`` stays an ``int``. Anything else, a field
+  that already holds something other than a number, and a sum that is no longer finite
+  (floats past 1.8e308 add up to ``inf``) is dropped (the field keeps its value), logged
+  once and counted in ``stats()["fields"]["dropped"]["bad_rollup"]``, once per field left
+  unchanged;
 - read, add and store happen under one process-wide lock, so concurrent children (threads
   of a pool, asyncio tasks) lose no addition; the lock is held for dictionary operations
   only;
@@ -91,9 +93,11 @@ def add_one(ev: Any, key: str, value: Any) -> None:
                     if (tp is int or tp is float) and (tr is int or tr is float):
                         total = prior + value  # both before either is stored: an
                         root_total = root_prior + value  # OverflowError stores neither
-                        f[key] = total
-                        g[root_key] = root_total  # (g is f for a root: its own total)
-                        return
+                        if (type(total) is int or _isfinite(total)) and (
+                                type(root_total) is int or _isfinite(root_total)):
+                            f[key] = total
+                            g[root_key] = root_total  # (g is f for a root: its own total)
+                            return
         except Exception:  # noqa: BLE001 - int + float overflowed: add() counts it
             pass
     add(ev, ((key, value),))  # late, bad value or a field holding something else
@@ -130,6 +134,9 @@ def add_numbers(ev: Any, keys: tuple[str, ...], rkeys: tuple[str, ...],
                         break  # one of the two holds something else: add() sorts it out
                     total = a + n  # both before either is stored (OverflowError)
                     root_total = b + n
+                    if (type(total) is float or type(root_total) is float) and not (
+                            _isfinite(total) and _isfinite(root_total)):
+                        break  # a float sum past 1.8e308 is inf: add() counts it
                     f[k] = total
                     g[rk] = root_total
                     done += 1
@@ -174,6 +181,9 @@ def add(ev: Any, items: Iterable[tuple[str, Any]]) -> None:
                     try:
                         total = prior + number
                     except (OverflowError, TypeError):  # 10**400 + 1.5; a number type's own
+                        bad.append(k)
+                        continue
+                    if type(total) is not int and not _isfinite(total):  # 1e308 + 1e308
                         bad.append(k)
                         continue
                     if target._done:
