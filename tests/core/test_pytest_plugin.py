@@ -174,11 +174,37 @@ def test_the_plugin_is_declared_as_a_pytest11_entry_point() -> None:
     """pyproject.toml registers the module under pytest11 (pytest docs, "Making your plugin
     installable by others"); when this environment's metadata has it, it is the same."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert {"wideevents": "wideevents.pytest_plugin"} == (
+    assert {"wideevents.pytest_plugin": "wideevents.pytest_plugin"} == (
         project["project"]["entry-points"]["pytest11"])
     installed = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="pytest11")
                  if ep.value.startswith("wideevents")}
-    assert installed in ({}, {"wideevents": "wideevents.pytest_plugin"})
+    assert installed in ({}, {"wideevents.pytest_plugin": "wideevents.pytest_plugin"})
+
+
+def test_naming_the_plugin_with_p_beside_the_entry_point_loads_it_once(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With plugin autoloading on (the default) and the entry point installed, a project
+    that also names the plugin (``-p wideevents.pytest_plugin``, as with autoloading off)
+    runs: the entry point carries the module's own name, and pytest skips a ``-p`` plugin
+    already registered under that name (pytest ``PytestPluginManager.import_plugin``; under
+    another name it was "Plugin already registered under a different name", found here)."""
+    installed = [ep for ep in importlib.metadata.entry_points(group="pytest11")
+                 if ep.value == "wideevents.pytest_plugin"]
+    if not installed:
+        pytest.skip("the pytest11 entry point is not in this environment's metadata: "
+                    "reinstall (pip install -e '.[dev]')")
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    pytester.makepyfile(test_app="""
+import wideevents
+
+def test_captured(wideevents_events):
+    with wideevents.event("x"):
+        pass
+    assert ["x"] == wideevents_events.values("name")
+""")
+    result = pytester.runpytest_subprocess("-p", "wideevents.pytest_plugin",
+                                           "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=1)
 
 
 def _readme_testing_snippet() -> str:
