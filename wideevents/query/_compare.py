@@ -122,14 +122,20 @@ def compare(
         # One filtered sum per side: an event on both sides is not repeated.
         side = {1: sel_sql, 0: base_sql}
         numeric = [c for c in candidates if frame.kinds[c] == "number"]
-        stats = frame.stats(candidates, rows, [])
-        # Deciles only for the number columns that get bins (a sort each: the costly part).
+        # Deciles only for the number columns that get bins (a selection each: the costly
+        # part). Columns with a fraction almost always have more than 10 values: theirs
+        # come with the counts, in the same pass; integer columns (codes, bins, counts)
+        # often do not, so theirs are read after, only when needed.
+        floats = [c for c in numeric if not frame.integers.get(c, False)]
+        stats = frame.stats(candidates, rows, floats)
         wide = [c for c in numeric if stats[c]["events"]
                 and stats[c]["distinct"] > _MAX_CATEGORIES_AS_NUMERIC]
-        for column, st in frame.stats([], rows, wide).items():  # counts known already
+        late = [c for c in wide if "deciles" not in stats[c]]
+        for column, st in frame.stats([], rows, late).items():  # counts known already
             stats[column] |= st
         buckets: dict[str, Bucket] = {}
         edges: dict[str, list[float]] = {}
+        sizes: dict[str, int] = {}  # buckets per column, about: lets small ones share a set
         for column in candidates:
             st = stats[column]
             if st["events"] == 0:
@@ -137,13 +143,15 @@ def compare(
             if column in numeric and st["distinct"] > _MAX_CATEGORIES_AS_NUMERIC:
                 edges[column] = sorted(set(st["deciles"]))
                 buckets[column] = frame.bin_bucket(column, edges[column])
+                sizes[column] = len(edges[column]) + 1
             elif column not in numeric and st["distinct"] > 10 and (
                 st["distinct"] >= 0.9 * st["events"]
             ):
                 continue  # unique per event: an identifier or free text
             else:
                 buckets[column] = frame.value_bucket(column)
-        histograms = frame.histograms(buckets, side, rows)
+                sizes[column] = st["distinct"]
+        histograms = frame.histograms(buckets, side, rows, sizes)
         if buckets:  # every column's buckets (missing included) add up to its side's weight
             first = next(iter(buckets))
             counts = [sum(histograms.get((s, first), {}).values()) for s in (1, 0)]

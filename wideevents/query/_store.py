@@ -8,9 +8,14 @@ and split, in the same pass, into two columns:
 * ``<alias>_t``: the values of the field's *primary* kind, typed (``i`` BIGINT, ``f``
   DOUBLE, ``s`` VARCHAR, ``b`` BOOLEAN, ``o`` JSON for lists/objects). The primary kind
   is the most common one in a sample of the file's first lines.
-* ``<alias>_r``: the raw JSON of every other non-null value (usually none at all).
+* the *rest*: the raw JSON of every other non-null value (usually none at all), kept for
+  all the fields of a part in one column ``r<n>`` (``n`` the part's first alias number,
+  so the column names of a file's parts never collide): NULL on a line whose values all have
+  their field's primary kind, else a JSON object ``{"<alias>": <raw JSON>, ...}`` of the
+  line's other values. One mostly-NULL column per part costs far less to write than one
+  per field (format 4; format 3 wrote a ``<alias>_r`` column per field).
 
-A field with no ``_r`` values in any file takes the fast typed path; otherwise its value
+A field with no rest values in any file takes the fast typed path; otherwise its value
 is rebuilt as JSON and compared kind by kind. The split looks at the first byte of each
 value's JSON text (``"`` string, ``t``/``f`` boolean, ``-``/digit number, ``[``/``{``
 other), which costs far less than parsing it again. The time field also gets a column of
@@ -65,7 +70,7 @@ __all__ = [
     "duckdb_path",
 ]
 
-_FORMAT: Final = 3
+_FORMAT: Final = 4
 _MAX_OBJECT: Final = 64 * 1024 * 1024  # Honeycomb's event limit is 1 MB; be generous
 _SAMPLE_LINES: Final = 1000
 _SAMPLE_BYTES: Final = 4 * 1024 * 1024
@@ -100,14 +105,14 @@ class FileColumns:
         number kind holds only BIGINTs), typed the same in every file."""
         entry = self.entries[field]
         typed = quote_identifier(entry["alias"] + "_t")
-        rest = quote_identifier(entry["alias"] + "_r")
+        rest = _rest(entry["rest_column"], entry["alias"])
         primary, has_typed = entry["kind"], entry["typed"] > 0
         if kind == "missing":
             return "NULL"
         if kind == "json":
             as_json = f"CAST({typed} AS JSON)" if primary == "o" else f"to_json({typed})"
             parts = ([as_json] if has_typed else []) + (
-                [f"CAST({rest} AS JSON)"] if entry["rest"] else []
+                [rest] if entry["rest"] else []
             )
             return f"coalesce({', '.join(parts)})" if parts else "CAST(NULL AS JSON)"
         wanted = {"number": "i" if integers else "f", "string": "s", "boolean": "b", "other": "o"}[
@@ -199,6 +204,12 @@ def _split(raw: str, head: str, kind: str, alias: str) -> str:
     return f"{typed} AS {alias}_t"
 
 
+def _rest(column: str, alias: str) -> str:
+    """The value of the field ``alias`` in its part's rest ``column``, as JSON; NULL when
+    the line has no rest value for it (a missing key: rest values are never JSON null)."""
+    return f"json_extract({column}, '$.{alias}')"
+
+
 def _time(raw: str, head: str, alias: str) -> str:
     return (
         f"CASE WHEN {head} = 34 THEN epoch_us(TRY_CAST({raw} ->> '$' AS TIMESTAMPTZ)) / 1e6"
@@ -213,6 +224,7 @@ def _json_pointer(field: str) -> str:
 
 
 _GLOB: Final = re.compile(r"[*?\[]")
+_REST_COLUMN: Final = re.compile(r"r[0-9]+")
 
 
 def duckdb_path(path: str) -> str:
@@ -336,6 +348,8 @@ class ColumnStore:
                     isinstance(e["part"], str) and PART.fullmatch(e["part"])
                     and (directory / e["part"]).is_file()
                     for e in entries
+                ) and all(  # names interpolated into SQL: only the ones this module writes
+                    _REST_COLUMN.fullmatch(e["rest_column"]) for e in manifest["columns"].values()
                 ):
                     return manifest, directory
             except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
@@ -374,14 +388,20 @@ class ColumnStore:
         aliases = {f: f"c{base + n}" for n, f in enumerate(fields)}
         time_aliases = {f: f"t{base + len(fields) + n}" for n, f in enumerate(time_fields)}
         kinds = sample_kinds(path, fields)
+        rest_column = f"r{base}"
         part, strict, rejected = self._write(
-            path, directory, kinds, time_fields, aliases, time_aliases, manifest["strict"]
+            path, directory, kinds, time_fields, aliases, time_aliases, rest_column,
+            manifest["strict"],
         )
-        counted = "".join(f", count({a}_t), count({a}_r)" for a in aliases.values())
-        row = self._con.execute(
-            f"SELECT count(*){counted} FROM {self._scan(directory, part)}"
-        ).fetchone()
-        rows, counts = int(row[0]), [int(v) for v in row[1:]]
+        known = None if directory is None else self._counts(directory / part, aliases, rest_column)
+        if known is None:
+            counted = "".join(f", count({a}_t), count({_rest(rest_column, a)})"
+                              for a in aliases.values())
+            row = self._con.execute(
+                f"SELECT count(*){counted} FROM {self._scan(directory, part)}"
+            ).fetchone()
+            known = int(row[0]), [int(v) for v in row[1:]]
+        rows, counts = known
         if rejected:
             manifest["strict"] = False  # a line the fast reader rejects: skip it next time
         if manifest["skipped"] is None:
@@ -396,7 +416,7 @@ class ColumnStore:
         for n, f in enumerate(fields):
             manifest["columns"][f] = {
                 "part": part, "alias": aliases[f], "kind": kinds[f],
-                "typed": counts[2 * n], "rest": counts[2 * n + 1],
+                "typed": counts[2 * n], "rest": counts[2 * n + 1], "rest_column": rest_column,
             }  # fmt: skip
         for f in time_fields:
             manifest["times"][f] = {"part": part, "alias": time_aliases[f]}
@@ -411,6 +431,7 @@ class ColumnStore:
         time_fields: list[str],
         aliases: dict[str, str],
         time_aliases: dict[str, str],
+        rest_column: str,
         try_strict: bool,
     ) -> tuple[str, bool, bool]:
         """One pass over the file into a new part; the strict fast reader first (unless an
@@ -427,7 +448,8 @@ class ColumnStore:
         )
         rejected = False
         for strict in (True, False) if strict_ok else (False,):
-            select = self._select(path, names, kinds, aliases, time_aliases, strict=strict)
+            select = self._select(path, names, kinds, aliases, time_aliases, rest_column,
+                                  strict=strict)
             try:
                 if directory is None:
                     self._con.execute(f"CREATE TEMP TABLE {quote_identifier(part)} AS {select}")
@@ -450,6 +472,37 @@ class ColumnStore:
                     ) from None
                 raise
         raise AssertionError("unreachable")
+
+    def _counts(
+        self, part: Path, aliases: dict[str, str], rest_column: str
+    ) -> tuple[int, list[int]] | None:
+        """(rows, [typed, rest count per field]) of a Parquet part from its footer, without
+        reading its data: each column chunk's value and null counts (the Parquet format's
+        ``ColumnMetaData.num_values`` and ``Statistics.null_count``, which DuckDB's writer
+        fills). None when a count is missing, or when some line has a rest value (the
+        rest column's values then have to be read to count them per field)."""
+        name = sql_literal(duckdb_path(str(part)))  # a cache path may hold glob characters
+        meta = self._con.execute(
+            "SELECT path_in_schema, sum(num_values), sum(stats_null_count), count(*),"
+            f" count(stats_null_count) FROM parquet_metadata({name}) GROUP BY path_in_schema"
+        ).fetchall()
+        rows_row = self._con.execute(
+            f"SELECT sum(num_rows) FROM parquet_file_metadata({name})"
+        ).fetchone()
+        chunks = {name: (values, nulls) for name, values, nulls, n, with_stats in meta
+                  if n == with_stats}  # every chunk of the column has its null count
+        if rows_row is None or rows_row[0] is None:
+            return None
+        rows = int(rows_row[0])
+        if aliases and chunks.get(rest_column) != (rows, rows):
+            return None  # a rest value somewhere (or no footer count): count them by reading
+        counts: list[int] = []
+        for alias in aliases.values():
+            found = chunks.get(alias + "_t")
+            if found is None or found[0] != rows:
+                return None
+            counts += [rows - int(found[1]), 0]
+        return rows, counts
 
     def _skipped(self, path: str) -> int:
         """Lines of ``path`` that are not JSON objects (blank lines are not counted): not
@@ -479,6 +532,7 @@ class ColumnStore:
         kinds: dict[str, str],
         aliases: dict[str, str],
         time_aliases: dict[str, str],
+        rest_column: str,
         *,
         strict: bool,
     ) -> str:
@@ -493,8 +547,16 @@ class ColumnStore:
         second = [f"{raw[n]}, {head[n]}" for n in names]
         second += [_split(raw[f], head[f], kinds[f], a) for f, a in aliases.items()]
         second += [_time(raw[f], head[f], a) for f, a in time_aliases.items()]
-        third = [f"{a}_t, CASE WHEN {a}_t IS NULL AND {head[f]} <> 110 THEN {raw[f]} END AS {a}_r"
-                 for f, a in aliases.items()]  # fmt: skip
+        third = [f"{a}_t" for a in aliases.values()]
+        # A value is rest when it is not null (110: 'n') and not of the primary kind; the
+        # object is built only on the (rare) lines that have one.
+        rest = {a: f"{a}_t IS NULL AND {head[f]} <> 110" for f, a in aliases.items()}
+        if rest:
+            members = ", ".join(f"CASE WHEN {cond} THEN '\"{a}\":' || CAST({raw[f]} AS VARCHAR)"
+                                f" END" for (f, a), cond in zip(aliases.items(), rest.values(),
+                                                                strict=True))
+            third.append(f"CASE WHEN {' OR '.join(f'({c})' for c in rest.values())} THEN"
+                         f" '{{' || concat_ws(',', {members}) || '}}' END AS {rest_column}")
         third += list(time_aliases.values())
         source = self._reader(path, names, strict=strict)
         return (
