@@ -174,3 +174,31 @@ def test_many_rare_values_are_lumped_and_kinds_stay_apart(tmp_path: Path) -> Non
     assert 1 == sum(1 for t in tag if t.get("other"))
     assert sum(t["selection"] for t in tag) == pytest.approx(1.0)
     assert [200, "200"] == sorted((t["value"] for t in fields["code"]["top"]), key=str)
+
+
+def test_columns_distributed_the_same_take_one_rank(tmp_path: Path) -> None:
+    """A root event rolls up into itself (Beeline rollups): `calls` and `rollup.calls`
+    hold the same value on every event, and ranking both wasted a place of --limit (found
+    in the demo: `http.client.*` and `rollup.http.client.*` took two ranks each). The
+    column later by name is listed in `same_as` of the first; a column with the same
+    shares but other values (`region_copy` renamed) keeps its own rank, and the text
+    output names the merged column."""
+    from wideevents.query._analysis_text import compare_text
+
+    events = _events()
+    for e in events:
+        e["calls"] = e["rollup.calls"] = e["latency"] % 3
+        e["region_code"] = {"ap": "A", "us": "U", "eu": "E"}[e["region"]]
+    path = _write(tmp_path / "e.jsonl", events)
+    result = compare([path], where="slow = true", limit=20, cache=False)
+    got = {f["column"]: f for f in result.fields}
+    assert "rollup.calls" not in got
+    assert ["rollup.calls"] == got["calls"]["same_as"]
+    assert "same_as" not in got["region"] and "same_as" not in got["region_code"]
+    assert got["region"]["score"] == pytest.approx(got["region_code"]["score"], abs=1e-12)
+    sel = [e["calls"] for e in events if e["slow"]]
+    base = [e["calls"] for e in events if not e["slow"]]
+    assert _tvd(sel, [e["samplerate"] for e in events if e["slow"]], base,
+                [e["samplerate"] for e in events if not e["slow"]]) == pytest.approx(
+        got["calls"]["score"], abs=1e-12)
+    assert any(line.startswith("calls (= rollup.calls)") for line in compare_text(result))

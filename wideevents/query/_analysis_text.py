@@ -36,13 +36,18 @@ def compare_text(result: Any) -> list[str]:
     for f in result.fields:
         tops = "; ".join(f"{bucket_label(t)}: {_pct(t['selection'])} vs {_pct(t['baseline'])}"
                          for t in f["top"][:3])
-        body.append([escape(f["column"]), f["kind"], f"{f['score']:.3f}", tops])
+        same = f.get("same_as", [])
+        name = escape(f["column"]) + (f" (= {', '.join(escape(c) for c in same)})"
+                                      if same else "")
+        body.append([name, f["kind"], f"{f['score']:.3f}", tops])
     if not body:
         return [*lines, "(no column to compare)"]
     lines += _align(["column", "kind", "score", "selection vs baseline (largest differences)"],
                     body, [False, False, True, False])
     lines += ["", "score: total variation distance of the weighted shares, 0 (same) to 1 "
               "(disjoint)"]
+    if any(f.get("same_as") for f in result.fields):
+        lines.append("(= ...): columns distributed exactly the same, listed once")
     return lines
 
 

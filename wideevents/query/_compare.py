@@ -20,7 +20,10 @@ with a warning past that. A column becomes a distribution over buckets:
 The score of a column is the total variation distance between the selection's and the
 baseline's weighted shares, ``0.5 * sum |s - b|`` in [0, 1]: the share of the selection
 that would have to move for it to look like the baseline. Columns are ranked by it (ties by
-name), each with the buckets whose shares differ most. Two statements read the columns
+name), each with the buckets whose shares differ most; a column distributed exactly as one
+ranked before it (every bucket and share on both sides equal: a root event's
+``http.client.count`` and ``rollup.http.client.count``) is listed in that one's
+``same_as`` instead of taking a rank. Two statements read the columns
 (statistics, then every histogram), whatever their number.
 """
 
@@ -188,12 +191,32 @@ def compare(
             else:
                 entry["value"] = bucket_value(key)
             entries.append((abs(s - b), entry | {"selection": s, "baseline": b}))
+        # The whole distribution, to find columns that are the same: a root event's
+        # `http.client.count` and `rollup.http.client.count` would otherwise take two ranks.
+        same_key = repr([e for _, e in entries])
         entries.sort(key=lambda e: -e[0])  # stable: ties keep the bucket order
         out.append({"column": column, "score": score,
                     "kind": "numeric" if column in edges else "categorical",
-                    "top": [e for _, e in entries[:top]]})  # fmt: skip
+                    "top": [e for _, e in entries[:top]], "_same": same_key})  # fmt: skip
     out.sort(key=lambda f: (-f["score"], f["column"]))
-    return CompareResult(out[:limit], selected, based, skipped, warnings)
+    return CompareResult(_merge_same(out)[:limit], selected, based, skipped, warnings)
+
+
+def _merge_same(ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per distribution: a column whose buckets and shares on both sides equal
+    those of a column ranked before it (the same score, so next to it: ties sort by
+    name) is listed in that one's ``same_as`` instead of taking a rank of its own."""
+    out: list[dict[str, Any]] = []
+    first: dict[str, dict[str, Any]] = {}
+    for entry in ranked:
+        key = entry.pop("_same")
+        kept = first.get(key)
+        if kept is None:
+            first[key] = entry
+            out.append(entry)
+        else:
+            kept.setdefault("same_as", []).append(entry["column"])
+    return out
 
 
 def _lumped(sel: dict[str, float], base: dict[str, float]) -> tuple[dict[str, float], ...]:
