@@ -22,20 +22,17 @@ turns it back into the value it stands for.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from wideevents._errors import ConfigurationError
 from wideevents._filter import ColumnKind, Condition, filter_sql, parse_condition, sql_literal
-from wideevents.query._local import expand_paths, import_duckdb
-from wideevents.query._model import QueryError
+from wideevents.query._local import session
 from wideevents.query._plan import canonical, sample_rate
-from wideevents.query._store import ColumnStore, combined_kind, default_cache_dir
+from wideevents.query._store import ColumnStore, combined_kind
 from wideevents.query._text import parse_where
 
 __all__ = [
@@ -78,27 +75,6 @@ def conditions(items: Any, what: str) -> list[Condition]:
                 "'column op value' (e.g. 'duration_ms > 250') or {'column', 'op', 'value'}"
             )
     return out
-
-
-@contextlib.contextmanager
-def session(
-    paths: Paths, cache: bool | str | os.PathLike[str]
-) -> Iterator[tuple[Any, ColumnStore, list[str]]]:
-    """(DuckDB connection, column store, files); DuckDB and file errors become QueryError."""
-    files = expand_paths(paths)
-    duckdb = import_duckdb()
-    cache_dir = default_cache_dir() if cache is True else None if cache is False else Path(cache)
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")  # never draw on the user's stdout
-        yield con, ColumnStore(con, cache_dir), files
-    except duckdb.Error as exc:
-        raise QueryError(f"DuckDB could not read the events: {exc}") from exc
-    except OSError as exc:  # a file vanished or became unreadable after it was matched
-        raise QueryError(f"cannot read {exc.filename}: {exc.strerror}") from exc
-    finally:
-        con.close()
 
 
 def all_keys(store: ColumnStore, files: Sequence[str]) -> list[str]:

@@ -7,10 +7,11 @@ What the local engine cannot compute exactly is refused before any file is read,
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from wideevents.query._model import (
 from wideevents.query._run import Run
 from wideevents.query._store import ColumnStore, default_cache_dir
 
-__all__ = ["check_local", "expand_paths", "import_duckdb", "run_local"]
+__all__ = ["check_local", "expand_paths", "import_duckdb", "run_local", "session"]
 
 
 def import_duckdb() -> Any:
@@ -98,22 +99,11 @@ def run_local(
         query = Query.from_json(query)
     if heatmap_buckets < 1:
         raise ConfigurationError(f"heatmap_buckets must be >= 1, got {heatmap_buckets}")
-    files = expand_paths(paths)
-    duckdb = import_duckdb()
-    if cache is True:
-        cache_dir: Path | None = default_cache_dir()
-    elif cache is False:
-        cache_dir = None
-    else:
-        cache_dir = Path(cache)
     window = query.window(time.time() if now is None else now)
     if window is not None and query.granularity is not None:
         check_granularity(query.granularity, window[1] - window[0])
     check_local(query, window)
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        store = ColumnStore(con, cache_dir)
+    with session(paths, cache) as (con, store, files):
         settings = (timestamp_field, duration_field, heatmap_buckets)
         result, keys = Run(query, files, store, con, window, *settings).result()
         offset = query.compare_time_offset_seconds
@@ -121,8 +111,28 @@ def run_local(
             earlier = (window[0] - offset, window[1] - offset)
             result.compare = Run(query, files, store, con, earlier, *settings).aligned(keys)
         return result
+
+
+@contextlib.contextmanager
+def session(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    cache: bool | str | os.PathLike[str],
+) -> Iterator[tuple[Any, ColumnStore, list[str]]]:
+    """(DuckDB connection, column store, files): every local query and analysis command
+    reads through one of these, set up alike (UTC; no progress bar, which DuckDB's Python
+    client enables by default: ``run_local`` had been left with it on).
+    ``cache``: True, False or a directory (:func:`run_local`). DuckDB and file errors
+    become QueryError."""
+    files = expand_paths(paths)
+    duckdb = import_duckdb()
+    cache_dir = default_cache_dir() if cache is True else None if cache is False else Path(cache)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")  # never draw on the user's stdout
+        yield con, ColumnStore(con, cache_dir), files
     except duckdb.Error as exc:
-        raise QueryError(f"DuckDB could not run the query: {exc}") from exc
+        raise QueryError(f"DuckDB could not run the query over the events: {exc}") from exc
     except OSError as exc:  # a file vanished or became unreadable after it was matched
         raise QueryError(f"cannot read {exc.filename}: {exc.strerror}") from exc
     finally:
