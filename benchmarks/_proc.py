@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -167,3 +168,30 @@ def targets_table(checks: list[tuple[str, str, str, bool]]) -> list[str]:
         *[f"| {a} | {b} | {c} | {'PASS' if ok else 'FAIL'} |" for a, b, c, ok in checks],
         "",
     ]
+
+
+class NoopSink:
+    """A sink that accepts every batch and does nothing with it: what the pipeline costs
+    without a sink's own work."""
+
+    name = "noop"
+
+    def export(self, batch: Any) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def noop_pipeline(service: str, **options: Any) -> Iterator[Any]:
+    """``wideevents.configure()`` with a :class:`NoopSink` and ``options`` for the block;
+    then the pipeline is shut down and, if it is still the current one, uninstalled (the
+    next benchmark of the same process starts from the default)."""
+    import wideevents
+    from wideevents._core import runtime
+
+    pipeline = wideevents.configure(service_name=service, sinks=[NoopSink()], **options)
+    try:
+        yield pipeline
+    finally:
+        pipeline.shutdown(timeout=5.0)
+        if runtime.current() is pipeline:
+            runtime.swap(None)

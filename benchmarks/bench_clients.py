@@ -34,29 +34,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import wideevents
-from wideevents._core import runtime
 from wideevents.integrations import clients
 
-from ._proc import ROOT, _env
+from ._proc import ROOT, _env, noop_pipeline
 
 TARGET_CALL_US = 15.0
 TARGET_ROLLUP_US = 1.0
 URL = "http://search-vector.internal:8080/v1/search?q=red+shoes&k=10"
-
-
-class NoopSink:
-    """A sink that accepts every batch and does nothing with it."""
-
-    name = "noop"
-
-    def export(self, batch: Sequence[Any]) -> None:
-        return None
 
 
 # -- clients without a network -----------------------------------------------------------
@@ -266,15 +256,13 @@ def count_calls(lib: str, variant: str, n: int) -> None:
     """``python -m benchmarks.bench_clients --count LIB VARIANT N``: 200 warm-up calls and
     ``n`` more of the in-process ``LIB`` client, ``bare`` or ``instrumented``; run under
     callgrind by :func:`_instructions`."""
-    pipeline = wideevents.configure(service_name="bench-clients", sinks=[NoopSink()],
-                                    queue_size=200_000, detect_resource=False)
-    bare, instrumented = (_httpx_clients if lib == "httpx" else _requests_sessions)()
-    clients.instrument()  # both variants: the same modules loaded, the same work done
-    call = bare if variant == "bare" else instrumented
-    with wideevents.event("request"):
-        for _ in range(200 + n):
-            call()
-    pipeline.shutdown(timeout=30.0)
+    with noop_pipeline("bench-clients", queue_size=200_000, detect_resource=False):
+        bare, instrumented = (_httpx_clients if lib == "httpx" else _requests_sessions)()
+        clients.instrument()  # both variants: the same modules loaded, the same work done
+        call = bare if variant == "bare" else instrumented
+        with wideevents.event("request"):
+            for _ in range(200 + n):
+                call()
 
 
 def _instructions(n: int) -> dict[str, dict[str, float]] | str:
@@ -333,36 +321,32 @@ def _rollups(n: int, rounds: int) -> dict[str, float]:
 def run(quick: bool = False) -> str:
     n, loopback_n, rounds = (1_000, 300, 3) if quick else (20_000, 5_000, 15)
     chunks = 5
-    pipeline = wideevents.configure(service_name="bench-clients", sinks=[NoopSink()],
-                                    queue_size=200_000, detect_resource=False)
-    try:
-        rows: list[tuple[str, dict[str, float]]] = [
-            ("httpx `Client.get`, in process", _compare(*_httpx_clients(), n, chunks)),
-            ("requests `Session.get`, in process",
-             _compare(*_requests_sessions(), n, chunks)),
-        ]
-        import httpx
-        import requests
-
-        with _Server() as url, httpx.Client() as hc, requests.Session() as session:
-            rows += [
-                ("httpx `Client.get`, loopback", _compare(_bare(lambda: hc.get(url)),
-                                                          lambda: hc.get(url), loopback_n,
-                                                           chunks)),
-                ("requests `Session.get`, loopback",
-                 _compare(_bare(lambda: session.get(url)), lambda: session.get(url),
-                          loopback_n, chunks)),
+    with noop_pipeline("bench-clients", queue_size=200_000, detect_resource=False):
+        try:
+            rows: list[tuple[str, dict[str, float]]] = [
+                ("httpx `Client.get`, in process", _compare(*_httpx_clients(), n, chunks)),
+                ("requests `Session.get`, in process",
+                 _compare(*_requests_sessions(), n, chunks)),
             ]
-        own = [("httpx", _own_time(_httpx_clients()[1], "_httpx_begin", n)),
-               ("requests", _own_time(_requests_sessions()[1], "_requests_begin", n))]
-        rollup = _rollups(20_000 if quick else 200_000, rounds)
-        counted = "not counted in quick mode" if quick else _instructions(1_000)
-        dropped = sum(wideevents.stats()["dropped"].values())
-    finally:
-        clients.uninstrument()
-        pipeline.shutdown(timeout=5.0)
-        if runtime.swap(None) is not pipeline:
-            pass  # someone reconfigured meanwhile; leave theirs alone
+            import httpx
+            import requests
+
+            with _Server() as url, httpx.Client() as hc, requests.Session() as session:
+                rows += [
+                    ("httpx `Client.get`, loopback",
+                     _compare(_bare(lambda: hc.get(url)), lambda: hc.get(url), loopback_n,
+                              chunks)),
+                    ("requests `Session.get`, loopback",
+                     _compare(_bare(lambda: session.get(url)), lambda: session.get(url),
+                              loopback_n, chunks)),
+                ]
+            own = [("httpx", _own_time(_httpx_clients()[1], "_httpx_begin", n)),
+                   ("requests", _own_time(_requests_sessions()[1], "_requests_begin", n))]
+            rollup = _rollups(20_000 if quick else 200_000, rounds)
+            counted = "not counted in quick mode" if quick else _instructions(1_000)
+            dropped = sum(wideevents.stats()["dropped"].values())
+        finally:
+            clients.uninstrument()
     lines = [
         "## Outgoing HTTP calls and rollups (`wideevents.integrations.clients`)",
         "",

@@ -22,13 +22,14 @@ import asyncio
 import gc
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import wideevents
-from wideevents._core import runtime
 from wideevents.integrations.asgi import WideEventsMiddleware
 from wideevents.integrations.wsgi import WideEventsWSGIMiddleware
+
+from ._proc import noop_pipeline
 
 TARGET_US = 25.0
 _BODY = b'{"label":"cat","score":0.97}'
@@ -42,15 +43,6 @@ _TRACE_HEADERS = [
     (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     (b"x-tenant", b"acme"),
 ]
-
-
-class NoopSink:
-    """A sink that accepts every batch and does nothing with it."""
-
-    name = "noop"
-
-    def export(self, batch: Sequence[Any]) -> None:
-        return None
 
 
 class _Route:
@@ -173,9 +165,7 @@ def _compare(bare: Callable[[int], None], wrapped: Callable[[int], None], n: int
 
 def run(quick: bool = False) -> str:
     n, rounds = (2_000, 3) if quick else (20_000, 7)
-    pipeline = wideevents.configure(service_name="bench-middleware", sinks=[NoopSink()],
-                                    queue_size=n + 1_000)
-    try:
+    with noop_pipeline("bench-middleware", queue_size=n + 1_000):
         asgi_bare = _asgi_app()
         wsgi_bare = _wsgi_app()
         options: dict[str, Any] = {"capture_headers": ["X-Tenant"],
@@ -198,10 +188,6 @@ def run(quick: bool = False) -> str:
         ]
         results = [(label, _compare(bare, wrapped, n, rounds)) for label, bare, wrapped in cases]
         dropped = sum(wideevents.stats()["dropped"].values())
-    finally:
-        pipeline.shutdown(timeout=5.0)
-        if runtime.swap(None) is not pipeline:
-            pass  # someone reconfigured meanwhile; leave theirs alone
     lines = [
         "## Middleware overhead per request (in process, no network)",
         "",

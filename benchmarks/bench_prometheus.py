@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._proc import med, pin_to_one_core, run_worker, targets_table, worker_main
+from ._proc import NoopSink, med, pin_to_one_core, run_worker, targets_table, worker_main
 
 CONTENDERS = ["noop", "prometheus", "prometheus_mp"]
 LABEL = {
@@ -34,13 +34,6 @@ LABEL = {
 }
 TARGET = {"prometheus": 8.0, "prometheus_mp": 12.0}  # µs/event above the no-op sink
 VERSIONS = ("2024-11-03", "2024-11-10", "2024-11-17-canary")
-
-
-class NoopSink:
-    name = "noop"
-
-    def export(self, batch: Sequence[Any]) -> None:
-        pass
 
 
 class Timed:
