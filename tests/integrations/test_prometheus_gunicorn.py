@@ -9,17 +9,20 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.integrations.prometheus_server import needs_prometheus, prometheus_server
 from tests.integrations.test_prometheus_server import bucket, plan, weighted_p99
-from tests.support.reliability import child_env, group, listening_socket
+from tests.support.reliability import (
+    child_env,
+    group,
+    listening_socket,
+    spread_over_workers,
+)
 from wideevents.sampling import DeterministicSampler
 
 pytestmark = needs_prometheus
@@ -31,25 +34,8 @@ CLIENTS = 12
 def send_all(port: int, paths: list[str]) -> list[int]:
     """GET every path from several client threads on fresh connections (so the requests
     spread over both workers); the status codes in order."""
-    codes = [0] * len(paths)
-    errors: list[BaseException] = []
-
-    def client(start: int) -> None:
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0,
-                              headers={"Connection": "close"}) as c:
-                for i in range(start, len(paths), CLIENTS):
-                    codes[i] = c.get(paths[i]).status_code
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client, args=(s,)) for s in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert [] == errors
-    return codes
+    return spread_over_workers(
+        port, [lambda c, p=p: c.get(p).status_code for p in paths], CLIENTS)
 
 
 def read_events(directory: Path) -> dict[str, list[dict[str, Any]]]:

@@ -8,14 +8,18 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.reliability import child_env, group, listening_socket
+from tests.support.reliability import (
+    child_env,
+    group,
+    listening_socket,
+    spread_over_workers,
+)
 
 N = 120
 CLIENTS = 8
@@ -27,27 +31,13 @@ COPIED = ("model.name", "model.version", "model.stage", "prediction.label", "pre
 def post_all(port: int, path: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """POST every body from several client threads on fresh connections (so the requests
     spread over the workers); the replies in order."""
-    replies: list[dict[str, Any]] = [{} for _ in bodies]
-    errors: list[BaseException] = []
+    def post(c: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+        r = c.post(path, json=body)
+        r.raise_for_status()
+        return dict(r.json())
 
-    def client(start: int) -> None:
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0,
-                              headers={"Connection": "close"}) as c:
-                for i in range(start, len(bodies), CLIENTS):
-                    r = c.post(path, json=bodies[i])
-                    r.raise_for_status()
-                    replies[i] = r.json()
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client, args=(s,)) for s in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert [] == errors
-    return replies
+    return spread_over_workers(
+        port, [lambda c, b=b: post(c, b) for b in bodies], CLIENTS)
 
 
 @pytest.mark.slow

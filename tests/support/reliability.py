@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,35 @@ def listening_socket() -> socket.socket:
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
+
+
+def spread_over_workers(port: int, calls: Sequence[Callable[[Any], Any]], clients: int
+                        ) -> list[Any]:
+    """Run each ``call(client)`` (an ``httpx.Client`` on ``127.0.0.1:port``) from
+    ``clients`` threads, every request on a fresh connection (``Connection: close``), so a
+    server with several worker processes spreads them over its workers; the results in
+    order. A call that raises fails the assertion here."""
+    import httpx
+
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def client(start: int) -> None:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0,
+                              headers={"Connection": "close"}) as c:
+                for i in range(start, len(calls), clients):
+                    results[i] = calls[i](c)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(s,)) for s in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [] == errors
+    return results
 
 
 def read_port(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
