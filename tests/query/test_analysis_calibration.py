@@ -14,13 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.query import write_events
 from wideevents import ConfigurationError
 from wideevents.query import calibration
-
-
-def _write(path: Path, events: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return path
 
 
 def _expected(p: list[float], y: list[int], w: list[int], correct: list[bool],
@@ -82,7 +78,7 @@ def test_binary_reliability_ece_brier_accuracy_per_version(tmp_path: Path) -> No
     """Per model version: count, ECE, Brier, accuracy and every bin's count, mean predicted
     probability and observed rate equal the definitions computed with numpy."""
     events, truth = _binary()
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     result = calibration([path], breakdown="model.version", cache=False)
     groups = {g["group"]: g for g in result.to_dict()["groups"]}
     assert ["v1", "v2"] == sorted(groups)
@@ -106,7 +102,7 @@ def test_explicit_positive_class_gives_the_same_answer(tmp_path: Path) -> None:
     """positive='yes' (stated) and the inferred positive class give the same numbers; the
     other class as positive mirrors p: the Brier score is not the same."""
     events, _ = _binary(seed=8)
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     inferred = calibration([path], cache=False).to_dict()
     stated = calibration([path], positive="yes", cache=False).to_dict()
     assert inferred == stated
@@ -131,7 +127,7 @@ def test_multiclass_top_label_calibration(tmp_path: Path) -> None:
         p.append(top)
         y.append(int(observed == label))
         w.append(rate)
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     (got,) = calibration([path], bins=5, cache=False).to_dict()["groups"]
     want = _expected(p, y, w, [bool(v) for v in y], bins=5)
     assert ("multiclass", want["count"]) == (got["kind"], got["count"])
@@ -144,7 +140,7 @@ def test_where_filters_joined_rows_and_bad_breakdown_says_what_exists(tmp_path: 
     """--where narrows the joined rows; a breakdown on a column a joined row cannot carry
     is a configuration error saying which it can; a misspelled one is a warning."""
     events, truth = _binary(seed=5)
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     (only,) = calibration([path], where="model.version = v1", cache=False).to_dict()["groups"]
     p, y, w, correct = truth["v1"]
     assert _expected(p, y, w, correct)["ece"] == pytest.approx(only["ece"])
@@ -163,7 +159,7 @@ def test_feedback_join_lists_a_files_keys_once_per_version(tmp_path: Path) -> No
     from wideevents.query._join import join_feedback
 
     events, _ = _binary(seed=4)
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     cache = tmp_path / "cache"
     first = join_feedback([path], cache=cache)
     (manifest,) = list(cache.glob("v3-*/manifest.json"))

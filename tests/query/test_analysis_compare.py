@@ -5,7 +5,6 @@ their own bucket, identity and unique columns left out."""
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.query import write_events
 from wideevents import ConfigurationError
 from wideevents.query import compare
 
@@ -37,11 +37,6 @@ def _events(n: int = 400, seed: int = 5) -> list[dict[str, Any]]:
             ev["flag"] = rng.random() < 0.5
         out.append(ev)
     return out
-
-
-def _write(path: Path, events: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return path
 
 
 def _shares(values: list[Any], weights: list[float], keys: list[Any]) -> np.ndarray:
@@ -81,7 +76,7 @@ def test_compare_ranks_columns_by_weighted_total_variation(tmp_path: Path) -> No
     events = _events()
     for e in events:
         e["name"] = "GET /x"
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     expected = _expected(events)
     result = compare([path], where="slow = true", cache=False)
     got = {f["column"]: f["score"] for f in result.to_dict()["fields"]}
@@ -100,7 +95,7 @@ def test_compare_top_values_carry_both_weighted_shares(tmp_path: Path) -> None:
     """The region entry lists each value with its selection and baseline shares, the
     largest difference first; a missing flag is a bucket of its own."""
     events = _events()
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     result = compare([path], where="slow = true", cache=False)
     fields = {f["column"]: f for f in result.fields}
     sel = [e for e in events if e["slow"]]
@@ -131,8 +126,8 @@ def test_samplerate_weighs_like_repeated_events(tmp_path: Path) -> None:
         del e["latency"]
     expanded = [dict(e, samplerate=1, note=f"{e['note']} copy {k}")
                 for e in events for k in range(e["samplerate"])]
-    a = compare([_write(tmp_path / "a.jsonl", events)], where="slow = true", cache=False)
-    b = compare([_write(tmp_path / "b.jsonl", expanded)], where="slow = true", cache=False)
+    a = compare([write_events(tmp_path / "a.jsonl", events)], where="slow = true", cache=False)
+    b = compare([write_events(tmp_path / "b.jsonl", expanded)], where="slow = true", cache=False)
     assert [(f["column"], pytest.approx(f["score"])) for f in b.fields] == [
         (f["column"], f["score"]) for f in a.fields]
     assert b.selection_count == a.selection_count
@@ -141,7 +136,7 @@ def test_samplerate_weighs_like_repeated_events(tmp_path: Path) -> None:
 def test_explicit_baseline_may_overlap_the_selection(tmp_path: Path) -> None:
     """With --baseline, an event in both slices counts on both sides: comparing a slice
     with itself scores every column 0."""
-    path = _write(tmp_path / "e.jsonl", _events())
+    path = write_events(tmp_path / "e.jsonl", _events())
     result = compare([path], where="slow = true", baseline="slow = true", cache=False)
     assert [0.0] * len(result.fields) == [f["score"] for f in result.fields]
     assert result.selection_count == result.baseline_count
@@ -150,7 +145,7 @@ def test_explicit_baseline_may_overlap_the_selection(tmp_path: Path) -> None:
 def test_compare_needs_a_selection_and_names_a_misspelled_column(tmp_path: Path) -> None:
     """No --where is a configuration error that says what to pass; a filter column no event
     has gives a warning with the nearest column."""
-    path = _write(tmp_path / "e.jsonl", _events(50))
+    path = write_events(tmp_path / "e.jsonl", _events(50))
     with pytest.raises(ConfigurationError, match="where="):
         compare([path], where=None)
     result = compare([path], where="slwo = true", cache=False)
@@ -165,7 +160,7 @@ def test_many_rare_values_are_lumped_and_kinds_stay_apart(tmp_path: Path) -> Non
         events.append({"slow": i % 2 == 0, "code": 200 if i % 3 else "200",
                        "tag": f"t{i % 60}",
                        "samplerate": 1 + (i % 60 < 20)})
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     result = compare([path], where="slow = true", top=30, cache=False)
     fields = {f["column"]: f for f in result.fields}
     tag = fields["tag"]["top"]
@@ -189,7 +184,7 @@ def test_columns_distributed_the_same_take_one_rank(tmp_path: Path) -> None:
     for e in events:
         e["calls"] = e["rollup.calls"] = e["latency"] % 3
         e["region_code"] = {"ap": "A", "us": "U", "eu": "E"}[e["region"]]
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     result = compare([path], where="slow = true", limit=20, cache=False)
     got = {f["column"]: f for f in result.fields}
     assert "rollup.calls" not in got

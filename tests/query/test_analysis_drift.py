@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
 
+from tests.support.query import write_events
 from wideevents import ConfigurationError
 from wideevents.query import drift
 
@@ -60,11 +61,6 @@ def _events(n: int = 600, seed: int = 2) -> list[dict[str, Any]]:
     return out
 
 
-def _write(path: Path, events: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return path
-
-
 def _weighted(values: list[Any], weights: list[int], keys: list[Any]) -> np.ndarray:
     w = np.array(weights, dtype=float)
     return np.array([w[[v == k for v in values]].sum() for k in keys]) / w.sum()
@@ -79,7 +75,7 @@ def test_profile_numeric_categorical_and_score(tmp_path: Path) -> None:
     missing bucket), feature.c (frequencies; an unseen value in the 'other' bucket) and
     score.bin (the score reference), feedback events left out."""
     events = _events()
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps(_profile()))
     preds = _predictions(events)
@@ -112,7 +108,7 @@ def test_feature_bin_is_used_when_the_events_carry_it(tmp_path: Path) -> None:
     """feature_bin.x, what the SDK computed (in the training dtype's precision), wins over
     rebinning feature.x: here they disagree on purpose and the bins follow feature_bin."""
     events = [{"name": "p", "feature.x": 5.0, "feature_bin.x": b} for b in [0, 0, 1, 2, 2, 2]]
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     doc = _profile(score=None)
     doc["features"][0]["null_rate"] = 0.0
     result = drift([path], profile=doc, cache=False)
@@ -131,7 +127,7 @@ def test_collapsed_deciles_empty_on_both_sides_add_nothing(tmp_path: Path) -> No
     doc["features"] = [{"name": "x", "kind": "numeric", "count": 10, "null_rate": 0.0,
                         "min": -1.0, "max": 6.0, "edges": edges, "bin_fractions": fractions}]
     values = [-0.5] * 10 + [0.0] * 40 + [1.5] * 20 + [2.5] * 10 + [3.5] * 10 + [4.5] * 5 + [5.5] * 5
-    path = _write(tmp_path / "e.jsonl", [{"name": "p", "feature.x": v} for v in values])
+    path = write_events(tmp_path / "e.jsonl", [{"name": "p", "feature.x": v} for v in values])
     t = np.bincount(np.searchsorted(edges, values, side="right"), minlength=10) / len(values)
     r = np.array(fractions)
     live = [0, 4, 5, 6, 7, 8, 9]
@@ -155,7 +151,7 @@ def test_baseline_slice_with_breakdown(tmp_path: Path) -> None:
                        "feature.cat": rng.choice(["x", "y"] if version == "v1" else ["y"]),
                        "slice.region": rng.choice(["eu", "us"]),
                        "samplerate": 1 if version == "v1" else rng.choice([1, 4])})
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     base = [e for e in events if e["model.version"] == "v1"]
     edges = np.unique(np.quantile([e["feature.n"] for e in base], np.arange(1, 10) / 10,
                                   method="inverted_cdf"))
@@ -182,7 +178,7 @@ def test_baseline_slice_with_breakdown(tmp_path: Path) -> None:
 def test_levels_and_reference_arguments(tmp_path: Path) -> None:
     """The level follows the documented thresholds (0.1 moderate, 0.25 significant);
     exactly one reference must be given, with a message saying how."""
-    path = _write(tmp_path / "e.jsonl", _events(50))
+    path = write_events(tmp_path / "e.jsonl", _events(50))
     result = drift([path], profile=_profile(), cache=False)
     for f in result.features or []:
         want = "significant" if f["psi"] >= 0.25 else "moderate" if f["psi"] >= 0.1 else "none"

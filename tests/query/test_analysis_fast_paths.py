@@ -19,16 +19,12 @@ import duckdb
 import numpy as np
 import pytest
 
+from tests.support.query import write_events
 from wideevents.query import Query, compare, run_local
 from wideevents.query._frame import Frame, _packed, bucket_value, numeric_bin_sql, session
 from wideevents.query._store import ColumnStore
 
 DECILES = np.arange(1, 10) / 10
-
-
-def _write(path: Path, events: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return path
 
 
 @pytest.mark.parametrize("edges", [
@@ -69,7 +65,7 @@ def test_histograms_of_shared_sets_are_the_per_column_weighted_counts(tmp_path: 
                "samplerate": rng.choice([1, 2, 5])} for _ in range(500)]
     for e in events[::7]:
         del e["a"]
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     columns = ["a", "b", "c", "d"]
     want: dict[tuple[Any, str], Counter[Any]] = {}
     for e in events:
@@ -106,7 +102,7 @@ def test_fraction_column_with_few_values_stays_categorical(tmp_path: Path) -> No
         slow = i % 3 == 0
         events.append({"slow": slow, "level": rng.choice([0.5, 1.5, 2.5] if slow else [0.5, 1.5]),
                        "score": round(rng.random() + (0.3 if slow else 0.0), 6)})
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     result = compare([path], where="slow = true", cache=False, top=20)
     fields = {f["column"]: f for f in result.fields}
     assert "categorical" == fields["level"]["kind"]
@@ -124,7 +120,7 @@ def test_rest_values_of_every_part_keep_their_kinds(tmp_path: Path) -> None:
     events: list[dict[str, Any]] = [{"code": 200, "flag": True, "tag": "a"} for _ in range(1500)]
     events += [{"code": "12", "flag": 1, "tag": [1, 2]}, {"code": 12, "flag": "true", "tag": 7},
                {"code": None, "flag": None}]
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     cache = tmp_path / "cache"
 
     def count(column: str, value: Any) -> int:
@@ -166,7 +162,7 @@ def test_rest_values_through_the_robust_reader(tmp_path: Path) -> None:
 def test_manifest_with_a_foreign_rest_column_name_starts_over(tmp_path: Path) -> None:
     """A manifest naming a rest column this module would not write (it is put into SQL) is
     not trusted: the file is read again and the answer is the same."""
-    path = _write(tmp_path / "e.jsonl", [{"code": i % 3} for i in range(50)] + [{"code": "x"}])
+    path = write_events(tmp_path / "e.jsonl", [{"code": i % 3} for i in range(50)] + [{"code": "x"}])
     cache = tmp_path / "cache"
     q = Query.from_json({"calculations": ["COUNT"], "breakdowns": ["code"]})
     before = run_local(q, path, cache=str(cache)).rows
@@ -206,7 +202,7 @@ def test_stored_counts_are_the_events_counts(tmp_path: Path, mixed: bool) -> Non
     if mixed:
         events[2500]["n"] = "12"
         events[2600]["s"] = 3
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     want = {"n": _kind_counts(events, "n", int), "s": _kind_counts(events, "s", str)}
     con = duckdb.connect()
     for cache in (tmp_path / "cache", None):
@@ -225,7 +221,7 @@ def test_fraction_column_with_few_distinct_deciles_but_many_values_gets_bins(
     xs = [e["x"] for e in events]
     assert 10 >= len({min(xs), max(xs), *np.quantile(xs, DECILES, method="inverted_cdf")})
     assert 10 < len(set(xs))
-    path = _write(tmp_path / "e.jsonl", events)
+    path = write_events(tmp_path / "e.jsonl", events)
     result = compare([path], where="slow = true", cache=False, top=20)
     field = next(f for f in result.fields if f["column"] == "x")
     assert "numeric" == field["kind"]
