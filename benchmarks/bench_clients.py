@@ -147,14 +147,6 @@ class _Server:
 
 
 # -- measuring ---------------------------------------------------------------------------
-def _per_call_us(call: Callable[[], Any], n: int) -> float:
-    with wideevents.event("request"):
-        t0 = time.thread_time()
-        for _ in range(n):
-            call()
-        return (time.thread_time() - t0) * 1e6 / n
-
-
 def _bare(call: Callable[[], Any]) -> Callable[[], Any]:
     """``call`` with every patch passing straight to the library (``clients._in_call`` set:
     what a nested call sees). Used over loopback, where requests' urllib3 pool is a class
@@ -170,7 +162,7 @@ def _bare(call: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def _paired(bare: Callable[[], Any], instrumented: Callable[[], Any], n: int,
-            chunks: int, **options: Any) -> tuple[list[int], list[int]]:
+            **options: Any) -> tuple[list[int], list[int]]:
     """Per-call CPU samples (ns) of ``bare`` and ``instrumented`` called in turn (the order
     swapped every call), after ``clients.instrument(**options)``."""
     clients.instrument(**options)
@@ -201,8 +193,8 @@ def _compare(bare: Callable[[], Any], instrumented: Callable[[], Any], n: int, c
     samples (a call that met a garbage collection or another process's interrupt moves a
     mean by tens of µs, not a median). ``lo``-``hi``: the added CPU over ``chunks``
     consecutive slices of the run. ``child``: the same with ``child_events=True``."""
-    bare_ns, inst_ns = _paired(bare, instrumented, n, chunks, **options)
-    bare2_ns, child_ns = _paired(bare, instrumented, n, chunks, child_events=True, **options)
+    bare_ns, inst_ns = _paired(bare, instrumented, n, **options)
+    bare2_ns, child_ns = _paired(bare, instrumented, n, child_events=True, **options)
     med = statistics.median
     size = max(1, n // chunks)
     parts = [med(inst_ns[j:j + size]) - med(bare_ns[j:j + size]) for j in range(0, n, size)]
@@ -239,10 +231,13 @@ def _own_time(call: Callable[[], Any], begin_name: str, n: int) -> dict[str, flo
     setattr(clients, begin_name, timed_begin)
     clients.end = timed_end  # type: ignore[assignment]
     try:
-        _per_call_us(call, max(50, n // 10))
-        for v in samples.values():
-            v.clear()
-        _per_call_us(call, n)
+        with wideevents.event("request"):
+            for _ in range(max(50, n // 10)):  # warm-up, not kept
+                call()
+            for v in samples.values():
+                v.clear()
+            for _ in range(n):
+                call()
     finally:
         setattr(clients, begin_name, begin)
         clients.end = end  # type: ignore[assignment]
