@@ -193,9 +193,12 @@ def _split(raw: str, head: str, kind: str, alias: str) -> str:
     text = f"CAST({raw} AS VARCHAR)"
     number = f"({head} = 45 OR {head} BETWEEN 48 AND 57)"
     typed = {
-        # TRY_CAST('12.5' AS BIGINT) rounds, so only integer literals qualify.
-        "i": f"CASE WHEN {number} AND NOT contains({text}, '.') AND NOT contains({text}, 'e')"
-        f" AND NOT contains({text}, 'E') THEN TRY_CAST({text} AS BIGINT) END",
+        # TRY_CAST('12.5' AS BIGINT) rounds to 13, so only integer literals qualify: both
+        # readers write numbers in yyjson's canonical form (``-0`` as ``0``, ``1E2`` as
+        # ``100.0``), where a number is an integer literal exactly when it is the decimal
+        # text of its BIGINT value (one string comparison instead of a search per letter).
+        "i": f"CASE WHEN CAST(TRY_CAST({text} AS BIGINT) AS VARCHAR) = {text}"
+        f" THEN TRY_CAST({text} AS BIGINT) END",
         "f": f"CASE WHEN {number} THEN TRY_CAST({text} AS DOUBLE) END",
         "s": f"CASE WHEN {head} = 34 THEN {raw} ->> '$' END",
         "b": f"CASE WHEN {head} = 116 THEN TRUE WHEN {head} = 102 THEN FALSE END",
@@ -543,14 +546,17 @@ class ColumnStore:
             first = [f"{quote_identifier(n)} AS {raw[n]}" for n in names]
         else:  # the robust reader already names its columns j0, j1, ... by position
             first = [raw[n] for n in names]
-        first += [f"ascii(CAST({raw[n]} AS VARCHAR)) AS {head[n]}" for n in names]
-        second = [f"{raw[n]}, {head[n]}" for n in names]
+        # The first byte of the JSON text tells the kinds apart; integers need none.
+        headed = [n for n in names if kinds.get(n) != "i" or n in time_aliases]
+        first += [f"ascii(CAST({raw[n]} AS VARCHAR)) AS {head[n]}" for n in headed]
+        second = [raw[n] for n in names] + [head[n] for n in headed]
         second += [_split(raw[f], head[f], kinds[f], a) for f, a in aliases.items()]
         second += [_time(raw[f], head[f], a) for f, a in time_aliases.items()]
         third = [f"{a}_t" for a in aliases.values()]
-        # A value is rest when it is not null (110: 'n') and not of the primary kind; the
-        # object is built only on the (rare) lines that have one.
-        rest = {a: f"{a}_t IS NULL AND {head[f]} <> 110" for f, a in aliases.items()}
+        # A value is rest when it is not null (both readers give SQL NULL for a JSON null)
+        # and not of the primary kind; the object is built only on the (rare) lines that
+        # have one.
+        rest = {a: f"{a}_t IS NULL AND {raw[f]} IS NOT NULL" for f, a in aliases.items()}
         if rest:
             members = ", ".join(f"CASE WHEN {cond} THEN '\"{a}\":' || CAST({raw[f]} AS VARCHAR)"
                                 f" END" for (f, a), cond in zip(aliases.items(), rest.values(),
@@ -576,7 +582,8 @@ class ColumnStore:
         # Robust: malformed lines (a half-written last line) and lines that are not JSON
         # objects are skipped (and counted by _skipped); JSON Pointers name every key exactly.
         paths = ", ".join(sql_literal(_json_pointer(n)) for n in names) or sql_literal("")
-        values = ", ".join(f"v[{n + 1}] AS j{n}" for n in range(len(names)))
+        # NULLIF: json_extract gives a JSON null as the text null, the fast reader as NULL.
+        values = ", ".join(f"NULLIF(v[{n + 1}], 'null') AS j{n}" for n in range(len(names)))
         return (
             f"(SELECT {values or '1 AS _row'} FROM (SELECT json_extract(json, [{paths}]) AS v"
             f" FROM read_ndjson_objects({source}, ignore_errors = true,"
