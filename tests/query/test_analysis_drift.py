@@ -104,6 +104,38 @@ def test_profile_numeric_categorical_and_score(tmp_path: Path) -> None:
     assert [pytest.approx(t_c[3])] == [b["target"] for b in other]
 
 
+def test_profile_with_breakdown_per_group(tmp_path: Path) -> None:
+    """With --breakdown against a profile, each group's shares are its own events' (the
+    features with few bins share a grouping set with the group in it: nothing leaks from
+    one group or one feature into another)."""
+    events = _events(900, seed=5)
+    for n, e in enumerate(events):
+        if e["name"] != "feedback":
+            e["slice.tenant"] = ["t1", "t2", "t3"][n % 3]
+    path = write_events(tmp_path / "e.jsonl", events)
+    result = drift([path], profile=_profile(), breakdown="slice.tenant", cache=False)
+    groups = {g["group"]: g for g in result.to_dict()["groups"]}
+    assert ["t1", "t2", "t3"] == sorted(groups)
+    r_x = np.array([0.1 * 0.95] * 10 + [0.05])
+    r_c = np.array([0.5, 0.3, 0.2, 0.0])
+    r_s = np.array(_profile()["score"]["bin_fractions"])
+    for tenant, group in groups.items():
+        preds = [e for e in _predictions(events) if e["slice.tenant"] == tenant]
+        w = [e["samplerate"] for e in preds]
+        xs = [int(np.searchsorted(EDGES, e["feature.x"], side="right"))
+              if "feature.x" in e else "m" for e in preds]
+        t_x = _weighted(xs, w, [*range(10), "m"])
+        t_c = _weighted([e["feature.c"] if e["feature.c"] in "abc" else "other" for e in preds],
+                        w, ["a", "b", "c", "other"])
+        t_s = _weighted([e["score.bin"] for e in preds], w, list(range(10)))
+        got = {f["feature"]: f for f in group["features"]}
+        for name, t, r in (("feature.x", t_x, r_x), ("feature.c", t_c, r_c),
+                           ("score.bin", t_s, r_s)):
+            assert _psi(t, r) == pytest.approx(got[name]["psi"], rel=1e-9), (tenant, name)
+            assert _js(t, r) == pytest.approx(got[name]["js"], rel=1e-9), (tenant, name)
+        assert sum(w) == group["count"]
+
+
 def test_feature_bin_is_used_when_the_events_carry_it(tmp_path: Path) -> None:
     """feature_bin.x, what the SDK computed (in the training dtype's precision), wins over
     rebinning feature.x: here they disagree on purpose and the bins follow feature_bin."""

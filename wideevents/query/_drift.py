@@ -193,7 +193,7 @@ def drift(
             # The group in its own type (no text built per event), made a key afterwards.
             side, tag = frame.value_bucket(breakdown) if breakdown else (group, "J")
         buckets = {f.name: _bucket_sql(frame, f) for f in features}
-        histograms = frame.histograms(buckets, side, rows)
+        histograms = frame.histograms(buckets, side, rows, _sizes(features))
         if doc is not None:
             histograms = {(bucket_key(tag, g), name): counts
                           for (g, name), counts in histograms.items()}
@@ -247,6 +247,13 @@ def _both(first: str, first_side: str, second: str, second_side: str) -> str:
     """A side expression that puts an event on one side, the other, or both."""
     return (f"unnest(CASE WHEN ({first}) AND ({second}) THEN [{first_side}, {second_side}]"
             f" WHEN {first} THEN [{first_side}] WHEN {second} THEN [{second_side}] ELSE [] END)")
+
+
+def _sizes(features: list[_Feature]) -> dict[str, int]:
+    """About how many buckets each feature has (the profile's or the baseline's bins and
+    categories; 0: unknown), so that features with few buckets share a grouping set."""
+    return {f.name: len(f.reference) if f.reference else len(f.edges) + 1 if f.edges else 0
+            for f in features}
 
 
 def _binned(column: str) -> bool:

@@ -263,11 +263,12 @@ class Frame:
         side (or group; a list expression under ``unnest(...)`` puts an event on several
         sides) or ``{side value: condition}`` for a few fixed sides (an event on every side
         whose condition holds: one filtered sum per side, no row is repeated). One
-        statement: one grouping set per column, each column in its own type. With fixed
-        sides, ``sizes`` (an estimate of each column's number of buckets, when known) lets
-        columns with few buckets share a grouping set (:func:`_packed`), their counts
-        summed apart after; a side expression may have any number of values, which would
-        multiply the rows of a shared set, so it keeps one set per column."""
+        statement: one grouping set per column, each column in its own type. ``sizes`` (an
+        estimate of each column's number of buckets, when known) lets columns with few
+        buckets share a grouping set (:func:`_packed`), their counts summed apart after.
+        With a side expression every set also groups by the side: a shared set returns at
+        most (sides x its bucket combinations) rows and at most one per (side, event), so
+        with many sides (a breakdown by user) it is no worse than a set of its own."""
         if not buckets:
             return {}
         names = list(buckets)
@@ -275,7 +276,7 @@ class Frame:
         hs = [f"h{n}" for n in range(len(names))]
         which = f"list_position([{', '.join(f'grouping({h})' for h in hs)}], 0)"
         tags = [tag for _, tag in buckets.values()]
-        known = sizes if sizes is not None and not isinstance(side, str) else {}
+        known = sizes if sizes is not None else {}
         groups = _packed([known.get(name, 0) for name in names])
         members = {g[0]: g for g in groups}  # a set's first column names it (``which``)
         out: dict[tuple[Any, str], dict[str, float]] = {}

@@ -15,6 +15,8 @@ import json
 from collections.abc import Iterable
 from typing import Any, Final
 
+import orjson
+
 __all__ = ["columns_in_lines", "first_lines", "missing_column", "sampled_columns"]
 
 _SAMPLE_LINES: Final = 1000
@@ -28,9 +30,12 @@ def columns_in_lines(lines: Iterable[bytes | None], into: set[str]) -> None:
         if not line or len(into) >= _MAX_COLUMNS:
             continue
         try:
-            event = json.loads(line)
-        except (ValueError, RecursionError):  # not JSON, or nested too deep for Python
-            continue
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:  # NaN/Infinity literals, deep nesting: the slow way
+            try:
+                event = json.loads(line)
+            except (ValueError, RecursionError):  # not JSON, or nested too deep for Python
+                continue
         if isinstance(event, dict):
             into.update(list(event)[: _MAX_COLUMNS - len(into)])
 
