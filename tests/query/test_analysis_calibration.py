@@ -168,3 +168,28 @@ def test_feedback_join_lists_a_files_keys_once_per_version(tmp_path: Path) -> No
     again = join_feedback([path], cache=cache)
     key = lambda row: row["prediction.id"]  # noqa: E731 - a sort key
     assert sorted(first, key=key) == sorted(again, key=key)
+
+
+def test_a_breakdown_by_an_id_computes_the_largest_groups_only(tmp_path: Path) -> None:
+    """With more values of the breakdown than `groups`, the groups with the most feedback
+    (weighted) are computed, each as without the cap, and a warning says how many were left
+    out; the positive class is still inferred from every row."""
+    events, _ = _binary()
+    feedback = [e for e in events if e["name"] == "feedback"]
+    for n, e in enumerate(feedback):  # four regions on the feedback rows, of known weight
+        e["slice.region"] = ["r1", "r2", "r3", "r4"][n % 4]
+    path = write_events(tmp_path / "e.jsonl", events)
+    weight = {r: sum(e["samplerate"] for e in feedback if e["slice.region"] == r)
+              for r in ["r1", "r2", "r3", "r4"]}
+    top = sorted(weight, key=lambda r: (-weight[r], r))[:2]
+    whole = calibration([path], breakdown="slice.region", cache=False)
+    capped = calibration([path], breakdown="slice.region", groups=2, cache=False)
+    assert sorted(top) == sorted(g["group"] for g in capped.groups)
+    by_group = {g["group"]: g for g in whole.groups}
+    for g in capped.groups:
+        assert by_group[g["group"]] == g
+    assert whole.positive == capped.positive == "yes"
+    assert ["'slice.region' has 4 values: computed the 2 with the most events (weighted), "
+            "left out the other 2; groups=N (--groups N) for more"] == capped.warnings
+    with pytest.raises(ConfigurationError, match="groups must be a positive integer"):
+        calibration([path], breakdown="slice.region", groups=True, cache=False)

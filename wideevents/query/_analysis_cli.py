@@ -71,6 +71,8 @@ def add_drift_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the events to check (repeatable, AND; default: all, or all but the "
                    "baseline)")
     p.add_argument("--breakdown", metavar="COLUMN", help="repeat per value of COLUMN")
+    p.add_argument("--groups", type=int, default=1000, metavar="N", help="with --breakdown, "
+                   "the N groups with the most events (1000)")
     p.add_argument("--limit", type=int, default=10, help="features to show per group (10)")
     p.add_argument("--honeycomb", metavar="DATASET", help="compute it in Honeycomb (Query Data "
                    "API, Enterprise plan; the last 7 days; needs --profile)")
@@ -89,6 +91,8 @@ def add_calibration_parser(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     _common(p, "*")
     p.add_argument("--breakdown", metavar="COLUMN", help="one group per value of COLUMN")
+    p.add_argument("--groups", type=int, default=1000, metavar="N", help="with --breakdown, "
+                   "the N groups with the most feedback (1000)")
     p.add_argument("--bins", type=int, default=10, help="probability bins (10)")
     p.add_argument("--where", action="append", default=[], metavar="'COLUMN OP VALUE'",
                    help="conditions on the joined feedback rows (repeatable, AND)")
@@ -196,7 +200,8 @@ def run_drift(args: argparse.Namespace, out: TextIO | None = None) -> int:
     _files(args)
     result = _guard("drift", lambda: drift(args.files, profile=args.profile,
                                            baseline=args.baseline, target=args.target or None,
-                                           breakdown=args.breakdown, cache=not args.no_cache))
+                                           breakdown=args.breakdown, groups=args.groups,
+                                           cache=not args.no_cache))
     if result is None:
         return 1
     queries = drift_queries(result, args.target, args.breakdown) if args.link else []
@@ -228,7 +233,7 @@ def run_calibration(args: argparse.Namespace, out: TextIO | None = None) -> int:
     _files(args)
     result = _guard("calibration", lambda: calibration(
         args.files, breakdown=args.breakdown, bins=args.bins, where=args.where or None,
-        positive=positive, cache=not args.no_cache))
+        positive=positive, groups=args.groups, cache=not args.no_cache))
     if result is None:
         return 1
     queries = calibration_queries(args.breakdown, args.where) if args.link else []

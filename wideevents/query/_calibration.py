@@ -33,7 +33,17 @@ from typing import Any
 
 from wideevents._errors import ConfigurationError
 from wideevents._filter import ColumnKind, quote_identifier
-from wideevents.query._frame import MISSING, Frame, Paths, bucket_value, conditions, session
+from wideevents.query._frame import (
+    MAX_GROUPS,
+    MISSING,
+    Frame,
+    Paths,
+    bucket_value,
+    check_groups,
+    conditions,
+    session,
+    too_many_groups,
+)
 from wideevents.query._hints import missing_column, sampled_columns
 from wideevents.query._join import PREDICTION_FIELDS, feedback_join_sql
 
@@ -66,16 +76,20 @@ def calibration(
     bins: int = 10,
     where: Any = None,
     positive: Any = None,
+    groups: int = MAX_GROUPS,
     cache: bool | str = True,
 ) -> CalibrationResult:
     """Reliability table, ECE, Brier score and accuracy per group of the feedback joined to
     its predictions (module doc). ``where``: conditions on the joined rows (``--where``
     text, dicts or lists of them), e.g. ``'model.version = v2'``; ``positive``: the positive
-    class of a binary model (default: inferred). Raises ConfigurationError for a bad
-    argument; QueryError when DuckDB cannot read a file."""
+    class of a binary model (default: inferred); ``groups``: with ``breakdown``, the groups
+    with the most feedback (weighted) that are computed, the others left out with a
+    warning. Raises ConfigurationError for a bad argument; QueryError when DuckDB cannot
+    read a file."""
     if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= 1000:
         raise ConfigurationError(f"calibration: bins must be an integer 1-1000, got {bins!r}")
     conds = conditions(where, "where")
+    check_groups(groups)
     warnings: list[str] = []
     with session(files, cache) as (con, store, paths):
         wanted = [breakdown, *(c.column for c in conds)] if breakdown else [c.column for c in conds]
@@ -127,6 +141,12 @@ def calibration(
             used = None if found is None else bucket_value(found)
             predicted = "FALSE" if found is None else f"lab = '{_esc(found)}'"
             y_binary = f"CASE WHEN {predicted} THEN CAST(ok AS INTEGER) ELSE 1 - CAST(ok AS INTEGER) END"
+        if breakdown:  # the positive class above is inferred from every group
+            total = int(con.execute("SELECT count(DISTINCT g) FROM __cal").fetchone()[0])
+            if total > groups:
+                warnings.append(too_many_groups(breakdown, total, groups))
+                con.execute(f"DELETE FROM __cal WHERE g NOT IN (SELECT g FROM __cal GROUP BY g"
+                            f" ORDER BY sum(w) DESC, g LIMIT {groups})")
         rows = con.execute(
             f"WITH r AS (SELECT g, w, ok, CASE WHEN p IS NOT NULL THEN 'binary' ELSE 'multiclass'"
             f" END AS kind, coalesce(p, conf) AS prob, CASE WHEN p IS NOT NULL THEN {y_binary}"
@@ -139,11 +159,11 @@ def calibration(
             f" FROM l GROUP BY ALL"
         ).fetchall()
         con.execute("DROP TABLE __cal")
-    groups = _groups(rows, bins)
-    if not groups:
+    computed = _groups(rows, bins)
+    if not computed:
         warnings.append("no feedback row has both a predicted probability and a known outcome"
                         " (feedback.label or feedback.correct)")
-    return CalibrationResult(groups, used, skipped, warnings)
+    return CalibrationResult(computed, used, skipped, warnings)
 
 
 def _boolean(frame: Frame, name: str) -> str:

@@ -40,6 +40,7 @@ from typing import Any, Final
 from wideevents._errors import ConfigurationError
 from wideevents.query._divergence import js_distance, level, psi, psi_terms
 from wideevents.query._frame import (
+    MAX_GROUPS,
     MISSING,
     Bucket,
     Frame,
@@ -47,8 +48,10 @@ from wideevents.query._frame import (
     all_keys,
     bucket_key,
     bucket_value,
+    check_groups,
     conditions,
     session,
+    too_many_groups,
 )
 from wideevents.query._hints import missing_column, sampled_columns
 
@@ -125,13 +128,16 @@ def drift(
     baseline: Any = None,
     target: Any = None,
     breakdown: str | None = None,
+    groups: int = MAX_GROUPS,
     cache: bool | str = True,
 ) -> DriftResult:
     """PSI and Jensen-Shannon distance per feature of the target against a profile or a
     baseline slice (module doc). ``profile``: a path, a profile document or a
     ``wideevents.ml.Profile``; ``baseline``/``target``: conditions as ``--where`` text,
-    dicts, or lists of them. Exactly one of ``profile`` and ``baseline``. Raises
-    ConfigurationError for a bad argument; QueryError when DuckDB cannot read a file."""
+    dicts, or lists of them. Exactly one of ``profile`` and ``baseline``. ``groups``: with
+    ``breakdown``, the groups with the most target events (weighted) that are computed;
+    the others are left out with a warning. Raises ConfigurationError for a bad argument;
+    QueryError when DuckDB cannot read a file."""
     if (profile is None) == (baseline is None):
         raise ConfigurationError(
             "drift needs exactly one reference: profile='profile.json' (--profile) or "
@@ -142,6 +148,7 @@ def drift(
     if profile is None and not base_conds:
         raise ConfigurationError("drift: baseline needs at least one condition")
     target_conds = conditions(target, "target")
+    check_groups(groups)
     warnings: list[str] = []
     with session(files, cache) as (con, store, paths):
         used = [c.column for c in (*base_conds, *target_conds)]
@@ -176,6 +183,12 @@ def drift(
         else:
             target_sql = "TRUE" if doc else f"NOT {base_sql}"
         group = frame.category(breakdown) if breakdown else f"'{_TARGET}'"
+        if breakdown:
+            key = group if doc is None else frame.value_bucket(breakdown)[0]
+            keep, total = frame.largest(key, f"{population} AND ({target_sql})", groups)
+            if total > groups:
+                warnings.append(too_many_groups(breakdown, total, groups))
+                target_sql = f"(({target_sql}) AND {keep})"
         if doc is None:
             numeric = [f.column for f in features if frame.kinds[f.column] == "number"
                        and not _binned(f.column)]
@@ -198,9 +211,9 @@ def drift(
             histograms = {(bucket_key(tag, g), name): counts
                           for (g, name), counts in histograms.items()}
         skipped = frame.skipped_lines
-    groups = sorted({g for g, _ in histograms if g != _BASELINE}, key=_group_order)
+    found = sorted({g for g, _ in histograms if g != _BASELINE}, key=_group_order)
     per_group = []
-    for g in groups:
+    for g in found:
         entries = []
         for f in features:
             ref_counts = f.reference or histograms.get((_BASELINE, f.name), {})

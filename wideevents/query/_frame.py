@@ -37,6 +37,7 @@ from wideevents.query._text import parse_where
 
 __all__ = [
     "DECILES",
+    "MAX_GROUPS",
     "MISSING",
     "Bucket",
     "Frame",
@@ -44,15 +45,31 @@ __all__ = [
     "all_keys",
     "bucket_key",
     "bucket_value",
+    "check_groups",
     "conditions",
     "numeric_bin_sql",
     "session",
+    "too_many_groups",
 ]
 
 Paths = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 Bucket = tuple[str, str]  # (SQL expression, how to read its values: n, s, b, j or J)
 MISSING = "m"
 DECILES = tuple(i / 10 for i in range(1, 10))
+#: Groups a ``--breakdown`` computes unless told otherwise (Honeycomb's default result limit).
+MAX_GROUPS: Final = 1000
+
+
+def check_groups(groups: Any) -> None:
+    """ConfigurationError unless ``groups`` is a positive integer."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ConfigurationError(f"groups must be a positive integer (--groups N), got {groups!r}")
+
+
+def too_many_groups(breakdown: str, total: int, groups: int) -> str:
+    """The warning for a breakdown with more values than the groups computed."""
+    return (f"{breakdown!r} has {total} values: computed the {groups} with the most events "
+            f"(weighted), left out the other {total - groups}; groups=N (--groups N) for more")
 
 
 def conditions(items: Any, what: str) -> list[Condition]:
@@ -221,6 +238,23 @@ class Frame:
     def stored_bin(self, name: str) -> Bucket:
         """A field that holds bin numbers already (``feature_bin.*``, ``score.bin``)."""
         return f"CAST({self.number(name)} AS BIGINT)", "n"
+
+    def largest(self, expr: str, rows: str, n: int) -> tuple[str, int]:
+        """(condition, values): a condition that holds for the events whose ``expr`` is one
+        of the ``n`` values with the most weight where ``rows`` holds (ties by value; NULL,
+        a missing value, is one value), and how many values there are. ``TRUE`` when there
+        are no more than ``n``: a breakdown by an id must not make one group per event."""
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE __largest AS SELECT g, count(*) OVER () AS total"
+            f" FROM (SELECT {expr} AS g, sum(__w) AS w FROM {self.source} WHERE {rows}"
+            f" GROUP BY ALL) ORDER BY w DESC, g NULLS LAST LIMIT {int(n)}"
+        )
+        total, null_kept = self.con.execute(
+            "SELECT max(total), bool_or(g IS NULL) FROM __largest").fetchone()
+        if not total or total <= n:
+            return "TRUE", int(total or 0)
+        keep = f"{expr} IN (SELECT g FROM __largest WHERE g IS NOT NULL)"
+        return (f"({keep} OR {expr} IS NULL)" if null_kept else f"({keep})"), int(total)
 
     def stats(self, names: Sequence[str], rows: str,
               numeric: Sequence[str]) -> dict[str, dict[str, Any]]:
