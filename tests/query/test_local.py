@@ -610,6 +610,34 @@ def test_an_integer_field_keeps_every_other_number_literal_apart(
         assert expected == actual, cache
 
 
+@pytest.mark.parametrize("reader", ["fast", "robust"])
+def test_a_float_field_keeps_every_other_kind_apart(tmp_path: Path, reader: str) -> None:
+    """A field whose sampled kind is float: its numbers are every number literal (integers,
+    exponents, a subnormal, -0.0) and nothing else (a string of digits, a boolean, a list,
+    an object, a null), whichever reader reads the file."""
+    lines = [json.dumps({"x": i % 5 + 0.5}) for i in range(1200)]
+    odd = ['"1.5"', "true", "false", "[1.5]", '{"a": 1.5}', "null", "1.5", "-2.5", "1E2", "12",
+           "-0.0", "5e-324", "-7"]  # fmt: skip
+    lines += ['{"x": %s}' % v for v in odd]
+    if reader == "robust":
+        lines.append('{"x": 3.5, "half": ')  # a cut line: the fast reader rejects the file
+    path = tmp_path / "floats.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    events = [json.loads(line) for line in lines if line.endswith("}")]
+    numbers = [e["x"] for e in events if is_number(e.get("x"))]
+    filters = [(">", 1), ("=", 1.5), ("=", "1.5"), ("<", 0), ("=", 100), ("=", 0), ("=", True)]
+    expected = [normalise(sum(numbers))] + [
+        sum(1 for e in events if _matches(e.get("x", MISSING), op, v)) for op, v in filters
+    ]
+    for cache in (False, tmp_path / "cache"):
+        actual = [normalise(run_local(Query(calculations=["SUM(x)"]), path, cache=cache)
+                            .rows[0]["SUM(x)"])]
+        for op, v in filters:
+            query = Query(filters=[{"column": "x", "op": op, "value": v}])
+            actual.append(run_local(query, path, cache=cache).rows[0]["COUNT"])
+        assert expected == actual, cache
+
+
 def test_cache_forgets_deleted_files(tmp_path: Path) -> None:
     """When a new file enters the cache, copies of files that no longer exist are dropped."""
     cache = tmp_path / "cache"

@@ -191,7 +191,6 @@ def sample_kinds(path: str, fields: Iterable[str]) -> dict[str, str]:
 def _split(raw: str, head: str, kind: str, alias: str) -> str:
     """The typed column of one field; ``head`` is the first byte of its JSON text."""
     text = f"CAST({raw} AS VARCHAR)"
-    number = f"({head} = 45 OR {head} BETWEEN 48 AND 57)"
     typed = {
         # TRY_CAST('12.5' AS BIGINT) rounds to 13, so only integer literals qualify: both
         # readers write numbers in yyjson's canonical form (``-0`` as ``0``, ``1E2`` as
@@ -199,12 +198,21 @@ def _split(raw: str, head: str, kind: str, alias: str) -> str:
         # text of its BIGINT value (one string comparison instead of a search per letter).
         "i": f"CASE WHEN CAST(TRY_CAST({text} AS BIGINT) AS VARCHAR) = {text}"
         f" THEN TRY_CAST({text} AS BIGINT) END",
-        "f": f"CASE WHEN {number} THEN TRY_CAST({text} AS DOUBLE) END",
+        # A finite double can only come from a number (strings start with a quote; true,
+        # false, lists fail the cast); the rest (NaN, Infinity, 1e400) is looked at by its
+        # first byte, on those rows alone: most float fields need no first-byte column.
+        "f": f"CASE WHEN isfinite(TRY_CAST({text} AS DOUBLE)) THEN TRY_CAST({text} AS DOUBLE)"
+        f" WHEN {_number(f'ascii({text})')} THEN TRY_CAST({text} AS DOUBLE) END",
         "s": f"CASE WHEN {head} = 34 THEN {raw} ->> '$' END",
         "b": f"CASE WHEN {head} = 116 THEN TRUE WHEN {head} = 102 THEN FALSE END",
         "o": f"CASE WHEN {head} = 91 OR {head} = 123 THEN {raw} END",
     }[kind]
     return f"{typed} AS {alias}_t"
+
+
+def _number(head: str) -> str:
+    """Whether ``head``, the first byte of a JSON text, starts a number (``-`` or a digit)."""
+    return f"({head} = 45 OR {head} BETWEEN 48 AND 57)"
 
 
 def _rest(column: str, alias: str) -> str:
@@ -216,7 +224,7 @@ def _rest(column: str, alias: str) -> str:
 def _time(raw: str, head: str, alias: str) -> str:
     return (
         f"CASE WHEN {head} = 34 THEN epoch_us(TRY_CAST({raw} ->> '$' AS TIMESTAMPTZ)) / 1e6"
-        f" WHEN {head} = 45 OR {head} BETWEEN 48 AND 57 THEN TRY_CAST(CAST({raw} AS VARCHAR)"
+        f" WHEN {_number(head)} THEN TRY_CAST(CAST({raw} AS VARCHAR)"
         f" AS DOUBLE) END AS {alias}"
     )
 
@@ -546,8 +554,8 @@ class ColumnStore:
             first = [f"{quote_identifier(n)} AS {raw[n]}" for n in names]
         else:  # the robust reader already names its columns j0, j1, ... by position
             first = [raw[n] for n in names]
-        # The first byte of the JSON text tells the kinds apart; integers need none.
-        headed = [n for n in names if kinds.get(n) != "i" or n in time_aliases]
+        # The first byte of the JSON text tells the kinds apart; numbers need none.
+        headed = [n for n in names if kinds.get(n) not in ("i", "f") or n in time_aliases]
         first += [f"ascii(CAST({raw[n]} AS VARCHAR)) AS {head[n]}" for n in headed]
         second = [raw[n] for n in names] + [head[n] for n in headed]
         second += [_split(raw[f], head[f], kinds[f], a) for f, a in aliases.items()]
