@@ -17,11 +17,24 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["columns_in_lines", "first_lines", "missing_column", "sampled_columns"]
+__all__ = ["columns_in_lines", "first_lines", "missing_column", "parse_line", "sampled_columns"]
 
 _SAMPLE_LINES: Final = 1000
 _SAMPLE_BYTES: Final = 4 * 1024 * 1024
 _MAX_COLUMNS: Final = 10_000  # a file with ever-new keys must not grow the set without bound
+
+
+def parse_line(line: bytes) -> Any:
+    """The JSON value of one line, ``None`` when it is not JSON (or nested too deep). orjson
+    first; what it refuses (NaN and Infinity literals, integers past 64 bits, deep nesting)
+    is read the way the standard library reads it."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(line)
+        except (ValueError, RecursionError):  # not JSON, or nested too deep for Python
+            return None
 
 
 def columns_in_lines(lines: Iterable[bytes | None], into: set[str]) -> None:
@@ -29,13 +42,7 @@ def columns_in_lines(lines: Iterable[bytes | None], into: set[str]) -> None:
     for line in lines:
         if not line or len(into) >= _MAX_COLUMNS:
             continue
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:  # NaN/Infinity literals, deep nesting: the slow way
-            try:
-                event = json.loads(line)
-            except (ValueError, RecursionError):  # not JSON, or nested too deep for Python
-                continue
+        event = parse_line(line)
         if isinstance(event, dict):
             into.update(list(event)[: _MAX_COLUMNS - len(into)])
 

@@ -59,6 +59,7 @@ from wideevents._core.env import env
 from wideevents._core.log import log_once
 from wideevents._filter import ColumnKind, quote_identifier, sql_literal
 from wideevents.query._cachedir import PART, clear, create_entry, is_entry, prune
+from wideevents.query._hints import parse_line
 from wideevents.query._model import QueryError
 
 __all__ = [
@@ -169,10 +170,7 @@ def sample_kinds(path: str, fields: Iterable[str]) -> dict[str, str]:
                 budget -= len(line)
                 if not line or (budget <= 0 and not line.endswith(b"\n")):
                     break  # the end, or a line longer than what is left to sample
-                try:
-                    event = json.loads(line)
-                except (ValueError, RecursionError):  # not JSON, or nested too deep for Python
-                    continue
+                event = parse_line(line)
                 if isinstance(event, dict):
                     for field, counter in seen.items():
                         kind = _value_kind(event.get(field))
