@@ -577,6 +577,29 @@ def test_kinds_beyond_the_sample(tmp_path: Path) -> None:
         assert expected == actual
 
 
+def _check_one_field(path: Path, lines: list[str], odd: list[str], reader: str,
+                     filters: list[tuple[str, Any]]) -> None:
+    """Write ``lines`` and a line ``{"x": <literal>}`` per ``odd`` literal (and, for the
+    robust reader, a cut line the fast reader rejects); SUM(x) and the count of each filter
+    on x equal the plain-Python reference, with and without the cache."""
+    lines = lines + ['{"x": %s}' % v for v in odd]
+    if reader == "robust":
+        lines.append('{"x": 3, "half": ')  # a cut line: the fast reader rejects the file
+    path.write_text("\n".join(lines) + "\n")
+    events = [json.loads(line) for line in lines if line.endswith("}")]
+    numbers = [e["x"] for e in events if is_number(e.get("x"))]
+    expected = [normalise(sum(numbers))] + [
+        sum(1 for e in events if _matches(e.get("x", MISSING), op, v)) for op, v in filters
+    ]
+    for cache in (False, path.parent / "cache"):
+        actual = [normalise(run_local(Query(calculations=["SUM(x)"]), path, cache=cache)
+                            .rows[0]["SUM(x)"])]
+        for op, v in filters:
+            query = Query(filters=[{"column": "x", "op": op, "value": v}])
+            actual.append(run_local(query, path, cache=cache).rows[0]["COUNT"])
+        assert expected == actual, cache
+
+
 @pytest.mark.parametrize("reader", ["fast", "robust"])
 def test_an_integer_field_keeps_every_other_number_literal_apart(
     tmp_path: Path, reader: str
@@ -586,28 +609,12 @@ def test_an_integer_field_keeps_every_other_number_literal_apart(
     with a fraction or exponent that rounds to an integer (12.0, 1E2, 12.5 -> 13), one
     beyond 64 bits, -0, strings of digits, booleans, lists and nulls keep their own kind.
     Both readers: the fast one, and the robust one (taken when a line is not JSON)."""
-    lines = [json.dumps({"x": i % 5}) for i in range(1200)]
     odd = ["12.0", "1E2", "12.5", "-12.5", "-0", "9223372036854775807", "-9223372036854775808",
            "9223372036854775808", "-9223372036854775809", '"12"', "true", "null", "[12]",
            '{"a": 12}', "1.5e1", "0"]  # fmt: skip
-    lines += ['{"x": %s}' % v for v in odd]
-    if reader == "robust":
-        lines.append('{"x": 3, "half": ')  # a cut line: the fast reader rejects the file
-    path = tmp_path / "ints.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    events = [json.loads(line) for line in lines if line.endswith("}")]
-    numbers = [e["x"] for e in events if is_number(e.get("x"))]
     filters = [(">", 12), ("=", 12), ("=", "12"), ("=", 13), ("=", 100), ("=", 0), ("<", -1)]
-    expected = [normalise(sum(numbers))] + [
-        sum(1 for e in events if _matches(e.get("x", MISSING), op, v)) for op, v in filters
-    ]
-    for cache in (False, tmp_path / "cache"):
-        actual = [normalise(run_local(Query(calculations=["SUM(x)"]), path, cache=cache)
-                            .rows[0]["SUM(x)"])]
-        for op, v in filters:
-            query = Query(filters=[{"column": "x", "op": op, "value": v}])
-            actual.append(run_local(query, path, cache=cache).rows[0]["COUNT"])
-        assert expected == actual, cache
+    _check_one_field(tmp_path / "ints.jsonl", [json.dumps({"x": i % 5}) for i in range(1200)],
+                     odd, reader, filters)
 
 
 @pytest.mark.parametrize("reader", ["fast", "robust"])
@@ -615,27 +622,11 @@ def test_a_float_field_keeps_every_other_kind_apart(tmp_path: Path, reader: str)
     """A field whose sampled kind is float: its numbers are every number literal (integers,
     exponents, a subnormal, -0.0) and nothing else (a string of digits, a boolean, a list,
     an object, a null), whichever reader reads the file."""
-    lines = [json.dumps({"x": i % 5 + 0.5}) for i in range(1200)]
     odd = ['"1.5"', "true", "false", "[1.5]", '{"a": 1.5}', "null", "1.5", "-2.5", "1E2", "12",
            "-0.0", "5e-324", "-7"]  # fmt: skip
-    lines += ['{"x": %s}' % v for v in odd]
-    if reader == "robust":
-        lines.append('{"x": 3.5, "half": ')  # a cut line: the fast reader rejects the file
-    path = tmp_path / "floats.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    events = [json.loads(line) for line in lines if line.endswith("}")]
-    numbers = [e["x"] for e in events if is_number(e.get("x"))]
     filters = [(">", 1), ("=", 1.5), ("=", "1.5"), ("<", 0), ("=", 100), ("=", 0), ("=", True)]
-    expected = [normalise(sum(numbers))] + [
-        sum(1 for e in events if _matches(e.get("x", MISSING), op, v)) for op, v in filters
-    ]
-    for cache in (False, tmp_path / "cache"):
-        actual = [normalise(run_local(Query(calculations=["SUM(x)"]), path, cache=cache)
-                            .rows[0]["SUM(x)"])]
-        for op, v in filters:
-            query = Query(filters=[{"column": "x", "op": op, "value": v}])
-            actual.append(run_local(query, path, cache=cache).rows[0]["COUNT"])
-        assert expected == actual, cache
+    _check_one_field(tmp_path / "floats.jsonl",
+                     [json.dumps({"x": i % 5 + 0.5}) for i in range(1200)], odd, reader, filters)
 
 
 def test_cache_forgets_deleted_files(tmp_path: Path) -> None:
