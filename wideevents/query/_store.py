@@ -190,15 +190,13 @@ def _split(raw: str, head: str, kind: str, alias: str) -> str:
     """The typed column of one field; ``head`` is the first byte of its JSON text."""
     text = f"CAST({raw} AS VARCHAR)"
     typed = {
-        # TRY_CAST('12.5' AS BIGINT) rounds to 13, so only integer literals qualify: both
-        # readers write numbers in yyjson's canonical form (``-0`` as ``0``, ``1E2`` as
-        # ``100.0``), where a number is an integer literal exactly when it is the decimal
-        # text of its BIGINT value (one string comparison instead of a search per letter).
+        # TRY_CAST('12.5' AS BIGINT) rounds to 13: only integer literals qualify. Both readers
+        # write numbers canonically (yyjson: -0 as 0, 1E2 as 100.0), where an integer
+        # literal is exactly the decimal text of its BIGINT value.
         "i": f"CASE WHEN CAST(TRY_CAST({text} AS BIGINT) AS VARCHAR) = {text}"
         f" THEN TRY_CAST({text} AS BIGINT) END",
         # A finite double can only come from a number (strings start with a quote; true,
-        # false, lists fail the cast); the rest (NaN, Infinity, 1e400) is looked at by its
-        # first byte, on those rows alone: most float fields need no first-byte column.
+        # false, lists fail the cast); only NaN, Infinity, 1e400 need the first byte.
         "f": f"CASE WHEN isfinite(TRY_CAST({text} AS DOUBLE)) THEN TRY_CAST({text} AS DOUBLE)"
         f" WHEN {_number(f'ascii({text})')} THEN TRY_CAST({text} AS DOUBLE) END",
         "s": f"CASE WHEN {head} = 34 THEN {raw} ->> '$' END",
