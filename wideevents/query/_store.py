@@ -37,7 +37,7 @@ non-ASCII, controls; keys differing only in case stay apart in both readers. Lin
 are not JSON objects are skipped and counted (``skipped`` in the manifest).
 
 The cache directory holds only entries it can prove it created (``_cachedir``); any
-other directory there is never deleted nor used.
+other directory there is never deleted nor used. The SQL of a pass is in ``_store_sql``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from wideevents._filter import ColumnKind, quote_identifier, sql_literal
 from wideevents.query._cachedir import PART, clear, create_entry, is_entry, prune
 from wideevents.query._hints import parse_line
 from wideevents.query._model import QueryError
+from wideevents.query._store_sql import MAX_OBJECT, duckdb_path, rest_sql, select_sql
 
 __all__ = [
     "MAX_KEYS",
@@ -72,7 +73,6 @@ __all__ = [
 ]
 
 _FORMAT: Final = 4
-_MAX_OBJECT: Final = 64 * 1024 * 1024  # Honeycomb's event limit is 1 MB; be generous
 _SAMPLE_LINES: Final = 1000
 _SAMPLE_BYTES: Final = 4 * 1024 * 1024
 #: At most this many distinct keys of a file are listed by :meth:`ColumnStore.keys`.
@@ -106,7 +106,7 @@ class FileColumns:
         number kind holds only BIGINTs), typed the same in every file."""
         entry = self.entries[field]
         typed = quote_identifier(entry["alias"] + "_t")
-        rest = _rest(entry["rest_column"], entry["alias"])
+        rest = rest_sql(entry["rest_column"], entry["alias"])
         primary, has_typed = entry["kind"], entry["typed"] > 0
         if kind == "missing":
             return "NULL"
@@ -186,74 +186,7 @@ def sample_kinds(path: str, fields: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _split(raw: str, head: str, kind: str, alias: str) -> str:
-    """The typed column of one field; ``head`` is the first byte of its JSON text."""
-    text = f"CAST({raw} AS VARCHAR)"
-    typed = {
-        # TRY_CAST('12.5' AS BIGINT) rounds to 13: only integer literals qualify. Both readers
-        # write numbers canonically (yyjson: -0 as 0, 1E2 as 100.0), where an integer
-        # literal is exactly the decimal text of its BIGINT value.
-        "i": f"CASE WHEN CAST(TRY_CAST({text} AS BIGINT) AS VARCHAR) = {text}"
-        f" THEN TRY_CAST({text} AS BIGINT) END",
-        # A finite double can only come from a number (strings start with a quote; true,
-        # false, lists fail the cast); only NaN, Infinity, 1e400 need the first byte.
-        "f": f"CASE WHEN isfinite(TRY_CAST({text} AS DOUBLE)) THEN TRY_CAST({text} AS DOUBLE)"
-        f" WHEN {_number(f'ascii({text})')} THEN TRY_CAST({text} AS DOUBLE) END",
-        "s": f"CASE WHEN {head} = 34 THEN {raw} ->> '$' END",
-        "b": f"CASE WHEN {head} = 116 THEN TRUE WHEN {head} = 102 THEN FALSE END",
-        "o": f"CASE WHEN {head} = 91 OR {head} = 123 THEN {raw} END",
-    }[kind]
-    return f"{typed} AS {alias}_t"
-
-
-def _number(head: str) -> str:
-    """Whether ``head``, the first byte of a JSON text, starts a number (``-`` or a digit)."""
-    return f"({head} = 45 OR {head} BETWEEN 48 AND 57)"
-
-
-def _rest(column: str, alias: str) -> str:
-    """The value of the field ``alias`` in its part's rest ``column``, as JSON; NULL when
-    the line has no rest value for it (a missing key: rest values are never JSON null)."""
-    return f"json_extract({column}, '$.{alias}')"
-
-
-def _time(raw: str, head: str, alias: str) -> str:
-    return (
-        f"CASE WHEN {head} = 34 THEN epoch_us(TRY_CAST({raw} ->> '$' AS TIMESTAMPTZ)) / 1e6"
-        f" WHEN {_number(head)} THEN TRY_CAST(CAST({raw} AS VARCHAR)"
-        f" AS DOUBLE) END AS {alias}"
-    )
-
-
-def _json_pointer(field: str) -> str:
-    """RFC 6901: the member ``field`` of the root object, whatever its characters."""
-    return "/" + field.replace("~", "~0").replace("/", "~1")
-
-
-_GLOB: Final = re.compile(r"[*?\[]")
 _REST_COLUMN: Final = re.compile(r"r[0-9]+")
-
-
-def duckdb_path(path: str) -> str:
-    """``path`` as DuckDB's file readers take it literally. They expand glob patterns, so a
-    file named ``x[1].jsonl`` would read ``x1.jsonl`` and ``*.jsonl`` every file beside it:
-    ``*``, ``?`` and ``[`` become one-character classes. QueryError for what DuckDB cannot
-    name (a backslash beside glob characters, a name that is not valid UTF-8)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        raise QueryError(
-            f"cannot read {path.encode('utf-8', 'backslashreplace').decode()}: DuckDB cannot "
-            "open a file name that is not valid UTF-8; rename it"
-        ) from None
-    if _GLOB.search(path) is None:
-        return path
-    if "\\" in path:
-        raise QueryError(
-            f"cannot read {path}: DuckDB cannot open a path with both a backslash and one of "
-            "* ? [ in it; rename the file or its directory"
-        )
-    return _GLOB.sub(lambda m: f"[{m.group()}]", path)
 
 
 class _Unstable(Exception):
@@ -314,7 +247,7 @@ class ColumnStore:
         rows = self._con.execute(
             f"SELECT DISTINCT unnest(json_keys(json)) FROM read_ndjson_objects("
             f"{sql_literal(duckdb_path(path))}, ignore_errors = true, maximum_object_size ="
-            f" {_MAX_OBJECT})"
+            f" {MAX_OBJECT})"
         ).fetchall()
         found = sorted(str(row[0]) for row in rows)[:MAX_KEYS]
         after = os.stat(path)
@@ -402,7 +335,7 @@ class ColumnStore:
         )
         known = None if directory is None else self._counts(directory / part, aliases, rest_column)
         if known is None:
-            counted = "".join(f", count({a}_t), count({_rest(rest_column, a)})"
+            counted = "".join(f", count({a}_t), count({rest_sql(rest_column, a)})"
                               for a in aliases.values())
             row = self._con.execute(
                 f"SELECT count(*){counted} FROM {self._scan(directory, part)}"
@@ -455,7 +388,7 @@ class ColumnStore:
         )
         rejected = False
         for strict in (True, False) if strict_ok else (False,):
-            select = self._select(path, names, kinds, aliases, time_aliases, rest_column,
+            select = select_sql(path, names, kinds, aliases, time_aliases, rest_column,
                                   strict=strict)
             try:
                 if directory is None:
@@ -474,7 +407,7 @@ class ColumnStore:
                 if "maximum_object_size" in str(exc):
                     raise QueryError(
                         f"cannot read {path}: it has a line longer than DuckDB reads (the "
-                        f"limit is {_MAX_OBJECT // 2**20} MB, enforced past about twice that); "
+                        f"limit is {MAX_OBJECT // 2**20} MB, enforced past about twice that); "
                         "remove or split that line"
                     ) from None
                 raise
@@ -518,7 +451,7 @@ class ColumnStore:
         row = self._con.execute(
             "SELECT count(*) FILTER (WHERE json IS NULL OR json_type(json) <> 'OBJECT') FROM "
             f"read_ndjson_objects({sql_literal(duckdb_path(path))}, ignore_errors = true,"
-            f" maximum_object_size = {_MAX_OBJECT})"
+            f" maximum_object_size = {MAX_OBJECT})"
         ).fetchone()
         return int(row[0])
 
@@ -531,68 +464,6 @@ class ColumnStore:
             log_once("query.cache.save", "wideevents query cache not saved: %s", exc)
             with contextlib.suppress(OSError):
                 tmp.unlink()
-
-    def _select(
-        self,
-        path: str,
-        names: list[str],
-        kinds: dict[str, str],
-        aliases: dict[str, str],
-        time_aliases: dict[str, str],
-        rest_column: str,
-        *,
-        strict: bool,
-    ) -> str:
-        """Three levels: raw JSON and its first byte; typed values; the rest as JSON."""
-        raw = {name: f"j{n}" for n, name in enumerate(names)}
-        head = {name: f"h{n}" for n, name in enumerate(names)}
-        if strict:
-            first = [f"{quote_identifier(n)} AS {raw[n]}" for n in names]
-        else:  # the robust reader already names its columns j0, j1, ... by position
-            first = [raw[n] for n in names]
-        # The first byte of the JSON text tells the kinds apart; numbers need none.
-        headed = [n for n in names if kinds.get(n) not in ("i", "f") or n in time_aliases]
-        first += [f"ascii(CAST({raw[n]} AS VARCHAR)) AS {head[n]}" for n in headed]
-        second = [raw[n] for n in names] + [head[n] for n in headed]
-        second += [_split(raw[f], head[f], kinds[f], a) for f, a in aliases.items()]
-        second += [_time(raw[f], head[f], a) for f, a in time_aliases.items()]
-        third = [f"{a}_t" for a in aliases.values()]
-        # A value is rest when it is not null (both readers give SQL NULL for a JSON null)
-        # and not of the primary kind; the object is built only on the (rare) lines that
-        # have one.
-        rest = {a: f"{a}_t IS NULL AND {raw[f]} IS NOT NULL" for f, a in aliases.items()}
-        if rest:
-            members = ", ".join(f"CASE WHEN {cond} THEN '\"{a}\":' || CAST({raw[f]} AS VARCHAR)"
-                                f" END" for (f, a), cond in zip(aliases.items(), rest.values(),
-                                                                strict=True))
-            third.append(f"CASE WHEN {' OR '.join(f'({c})' for c in rest.values())} THEN"
-                         f" '{{' || concat_ws(',', {members}) || '}}' END AS {rest_column}")
-        third += list(time_aliases.values())
-        source = self._reader(path, names, strict=strict)
-        return (
-            f"SELECT {', '.join(third) or '1 AS _row'} FROM (SELECT {', '.join(second) or '1 AS _row'}"
-            f" FROM (SELECT {', '.join(first) or '1 AS _row'} FROM {source}))"
-        )
-
-    def _reader(self, path: str, names: list[str], *, strict: bool) -> str:
-        source = sql_literal(duckdb_path(path))
-        if strict:
-            # records = true: auto-detection reads a single JSON column as the whole line.
-            spec = ", ".join(f"{sql_literal(n)}: 'JSON'" for n in names)
-            return (
-                f"read_json({source}, format = 'newline_delimited', records = true,"
-                f" columns = {{{spec}}}, maximum_object_size = {_MAX_OBJECT})"
-            )
-        # Robust: malformed lines (a half-written last line) and lines that are not JSON
-        # objects are skipped (and counted by _skipped); JSON Pointers name every key exactly.
-        paths = ", ".join(sql_literal(_json_pointer(n)) for n in names) or sql_literal("")
-        # NULLIF: json_extract gives a JSON null as the text null, the fast reader as NULL.
-        values = ", ".join(f"NULLIF(v[{n + 1}], 'null') AS j{n}" for n in range(len(names)))
-        return (
-            f"(SELECT {values or '1 AS _row'} FROM (SELECT json_extract(json, [{paths}]) AS v"
-            f" FROM read_ndjson_objects({source}, ignore_errors = true,"
-            f" maximum_object_size = {_MAX_OBJECT}) WHERE json_type(json) = 'OBJECT'))"
-        )
 
 
 def _entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
