@@ -41,6 +41,7 @@ from wideevents.query._frame import (
     bucket_value,
     check_groups,
     conditions,
+    largest,
     session,
     too_many_groups,
 )
@@ -142,11 +143,10 @@ def calibration(
             predicted = "FALSE" if found is None else f"lab = '{_esc(found)}'"
             y_binary = f"CASE WHEN {predicted} THEN CAST(ok AS INTEGER) ELSE 1 - CAST(ok AS INTEGER) END"
         if breakdown:  # the positive class above is inferred from every group
-            total = int(con.execute("SELECT count(DISTINCT g) FROM __cal").fetchone()[0])
+            keep, total = largest(con, "__cal", "g", "w", "TRUE", groups)
             if total > groups:
                 warnings.append(too_many_groups(breakdown, total, groups))
-                con.execute(f"DELETE FROM __cal WHERE g NOT IN (SELECT g FROM __cal GROUP BY g"
-                            f" ORDER BY sum(w) DESC, g LIMIT {groups})")
+                con.execute(f"DELETE FROM __cal WHERE NOT {keep}")
         rows = con.execute(
             f"WITH r AS (SELECT g, w, ok, CASE WHEN p IS NOT NULL THEN 'binary' ELSE 'multiclass'"
             f" END AS kind, coalesce(p, conf) AS prob, CASE WHEN p IS NOT NULL THEN {y_binary}"

@@ -182,10 +182,16 @@ def drift(
             target_sql = frame.where(target_conds)
         else:
             target_sql = "TRUE" if doc else f"NOT {base_sql}"
-        group = frame.category(breakdown) if breakdown else f"'{_TARGET}'"
+        # An event's group: against a profile in its own type (no text built per event,
+        # made a key after the aggregation), against a baseline as text.
+        if not breakdown:
+            group, tag = f"'{_TARGET}'", "J"
+        elif doc is None:
+            group, tag = frame.category(breakdown), "J"
+        else:
+            group, tag = frame.value_bucket(breakdown)
         if breakdown:
-            key = group if doc is None else frame.value_bucket(breakdown)[0]
-            keep, total = frame.largest(key, f"{population} AND ({target_sql})", groups)
+            keep, total = frame.largest(group, f"{population} AND ({target_sql})", groups)
             if total > groups:
                 warnings.append(too_many_groups(breakdown, total, groups))
                 target_sql = f"(({target_sql}) AND {keep})"
@@ -203,8 +209,7 @@ def drift(
             rows = f"{population} AND (({base_sql}) OR ({target_sql}))"
         else:
             rows = f"{population} AND {target_sql}"
-            # The group in its own type (no text built per event), made a key afterwards.
-            side, tag = frame.value_bucket(breakdown) if breakdown else (group, "J")
+            side = group
         buckets = {f.name: _bucket_sql(frame, f) for f in features}
         histograms = frame.histograms(buckets, side, rows, _sizes(features))
         if doc is not None:

@@ -47,6 +47,7 @@ __all__ = [
     "bucket_value",
     "check_groups",
     "conditions",
+    "largest",
     "numeric_bin_sql",
     "session",
     "too_many_groups",
@@ -70,6 +71,26 @@ def too_many_groups(breakdown: str, total: int, groups: int) -> str:
     """The warning for a breakdown with more values than the groups computed."""
     return (f"{breakdown!r} has {total} values: computed the {groups} with the most events "
             f"(weighted), left out the other {total - groups}; groups=N (--groups N) for more")
+
+
+def largest(con: Any, source: str, expr: str, weight: str, rows: str,
+            n: int) -> tuple[str, int]:
+    """(condition, values): a condition that holds for the rows of ``source`` whose ``expr``
+    is one of the ``n`` values with the most ``weight`` where ``rows`` holds (ties by
+    value; NULL, a missing value, is one value), and how many values there are. ``TRUE``
+    when there are no more than ``n``: a breakdown by an id must not make one group per
+    event (drift's and calibration's ``groups``)."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE __largest AS SELECT g, count(*) OVER () AS total"
+        f" FROM (SELECT {expr} AS g, sum({weight}) AS w FROM {source} WHERE {rows}"
+        f" GROUP BY ALL) ORDER BY w DESC, g NULLS LAST LIMIT {int(n)}"
+    )
+    total, null_kept = con.execute(
+        "SELECT max(total), bool_or(g IS NULL) FROM __largest").fetchone()
+    if not total or total <= n:
+        return "TRUE", int(total or 0)
+    keep = f"{expr} IN (SELECT g FROM __largest WHERE g IS NOT NULL)"
+    return (f"({keep} OR {expr} IS NULL)" if null_kept else f"({keep})"), int(total)
 
 
 def conditions(items: Any, what: str) -> list[Condition]:
@@ -240,21 +261,8 @@ class Frame:
         return f"CAST({self.number(name)} AS BIGINT)", "n"
 
     def largest(self, expr: str, rows: str, n: int) -> tuple[str, int]:
-        """(condition, values): a condition that holds for the events whose ``expr`` is one
-        of the ``n`` values with the most weight where ``rows`` holds (ties by value; NULL,
-        a missing value, is one value), and how many values there are. ``TRUE`` when there
-        are no more than ``n``: a breakdown by an id must not make one group per event."""
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE __largest AS SELECT g, count(*) OVER () AS total"
-            f" FROM (SELECT {expr} AS g, sum(__w) AS w FROM {self.source} WHERE {rows}"
-            f" GROUP BY ALL) ORDER BY w DESC, g NULLS LAST LIMIT {int(n)}"
-        )
-        total, null_kept = self.con.execute(
-            "SELECT max(total), bool_or(g IS NULL) FROM __largest").fetchone()
-        if not total or total <= n:
-            return "TRUE", int(total or 0)
-        keep = f"{expr} IN (SELECT g FROM __largest WHERE g IS NOT NULL)"
-        return (f"({keep} OR {expr} IS NULL)" if null_kept else f"({keep})"), int(total)
+        """:func:`largest` over this frame's events (their weight ``__w``)."""
+        return largest(self.con, self.source, expr, "__w", rows, n)
 
     def stats(self, names: Sequence[str], rows: str,
               numeric: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -26,8 +26,10 @@ _MAX_COLUMNS: Final = 10_000  # a file with ever-new keys must not grow the set 
 
 def parse_line(line: bytes) -> Any:
     """The JSON value of one line, ``None`` when it is not JSON (or nested too deep). orjson
-    first; what it refuses (NaN and Infinity literals, integers past 64 bits, deep nesting)
-    is read the way the standard library reads it."""
+    first; what it refuses (NaN and Infinity literals, 1e400, nesting past 1024 levels) is
+    read the way the standard library reads it. orjson reads an integer past 64 bits as a
+    float, ``json`` as an int: the same kind (``f``) for the store's sample, and the keys
+    are the same."""
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:

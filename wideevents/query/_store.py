@@ -17,9 +17,10 @@ and split, in the same pass, into two columns:
 
 A field with no rest values in any file takes the fast typed path; otherwise its value
 is rebuilt as JSON and compared kind by kind. The split looks at the first byte of each
-value's JSON text (``"`` string, ``t``/``f`` boolean, ``-``/digit number, ``[``/``{``
-other), which costs far less than parsing it again. The time field also gets a column of
-Unix seconds parsed from RFC 3339 text (or taken from a number).
+value's JSON text (``"`` string, ``t``/``f`` boolean, ``[``/``{`` other), which costs far
+less than parsing it again; a number is told by its cast (an integer literal is the
+decimal text of its BIGINT; a finite DOUBLE only comes from a number). The time field also
+gets a column of Unix seconds parsed from RFC 3339 text (or taken from a number).
 
 Columns are fetched on demand: a query reads, in one pass over the file, only the fields
 no earlier query fetched, and writes them as one Parquet *part*. A file's parts line up
