@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.loopback_http import unused_ports
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -54,7 +49,7 @@ def _serve(cmd: list[str], base: str, events: Path, health: str) -> Iterator[str
 @pytest.fixture
 def flask_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     events = tmp_path / "events.jsonl"
-    port = _free_port()
+    port = unused_ports()[0]
     cmd = [sys.executable, "-c",
            "import waitress; from examples.classifier_flask import app; "
            f"waitress.serve(app, host='127.0.0.1', port={port}, threads=8)"]
@@ -65,7 +60,7 @@ def flask_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 @pytest.fixture
 def mixer_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     events = tmp_path / "events.jsonl"
-    port = _free_port()
+    port = unused_ports()[0]
     cmd = [sys.executable, "-m", "uvicorn", "examples.mixer.app:app", "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "warning", f"--app-dir={ROOT}"]
     for base in _serve(cmd, f"http://127.0.0.1:{port}", events, "/health"):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -30,6 +29,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.loopback_http import unused_ports
 
 PROMETHEUS = shutil.which("prometheus")
 needs_prometheus = pytest.mark.skipif(
@@ -52,12 +53,6 @@ scrape_configs:
 # More than Prometheus' ScrapeTimestampTolerance (2 ms): a scrape's stamp may be that much
 # later than its start (module doc).
 _ALIGN = 0.01
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:
@@ -113,8 +108,8 @@ def prometheus_server(tmp: Path, targets: Sequence[str],
     config.write_text(CONFIG.format(path=metrics_path,
                                     targets=", ".join(f'"{t}"' for t in targets)))
     log = tmp / "prometheus.log"
-    for _ in range(5):  # a port taken between _free_port() and the bind: another one
-        port = _free_port()
+    for _ in range(5):  # a port taken between unused_ports() and the bind: another one
+        port = unused_ports()[0]
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",

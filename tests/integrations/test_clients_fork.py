@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ import requests
 
 import wideevents
 from tests.support.integrations import memory_pipeline
+from tests.support.loopback_http import unused_ports
 from wideevents.integrations import _outgoing, clients
 from wideevents.sinks import MemorySink
 
@@ -36,13 +36,6 @@ def sink() -> Iterator[MemorySink]:
             yield memory
         finally:
             clients.uninstrument()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def _fork_while_held(lock_of: Callable[[], threading.Lock], child: Callable[[], bool]) -> int:
@@ -79,7 +72,7 @@ def _fork_while_held(lock_of: Callable[[], threading.Lock], child: Callable[[], 
 
 
 def _call_in_event() -> bool:
-    url = f"http://127.0.0.1:{_closed_port()}/"
+    url = f"http://127.0.0.1:{unused_ports()[0]}/"
     with wideevents.event("child") as ev:
         try:
             requests.get(url, timeout=2.0)

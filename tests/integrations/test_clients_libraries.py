@@ -5,7 +5,6 @@ limit, uninstrument(), and failures re-raised unchanged (issue 22)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import urllib3
 import wideevents
 from tests.integrations.backends import Backend, parse_traceparent, running
 from tests.support.integrations import memory_pipeline
+from tests.support.loopback_http import unused_ports
 from wideevents import ConfigurationError
 from wideevents.integrations import clients
 from wideevents.sinks import MemorySink
@@ -55,24 +55,6 @@ def _aiohttp_get(url: str) -> int:
     return asyncio.run(go())
 
 
-def _closed_port() -> int:
-    """A loopback port nobody listens on: bound, never listened, then closed."""
-    return _closed_ports(1)[0]
-
-
-def _closed_ports(n: int) -> list[int]:
-    """``n`` distinct such ports: all bound at once (one after the other, a closed port
-    could be handed out again: 25 draws repeated a port in 37 of 2,000 tries)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def test_aiohttp_calls_are_recorded_and_propagated(sink: MemorySink, ok: Backend) -> None:
     """An aiohttp GET inside an event: counted under its peer, traceparent sent."""
     clients.instrument(peer_names={ok.hostport: "ok"})
@@ -86,7 +68,7 @@ def test_aiohttp_calls_are_recorded_and_propagated(sink: MemorySink, ok: Backend
 
 def test_aiohttp_failure_is_recorded_and_reraised(sink: MemorySink) -> None:
     """A refused aiohttp connection: an error for its peer, the same exception type raised."""
-    port = _closed_port()
+    port = unused_ports()[0]
     clients.instrument(peer_names={f"127.0.0.1:{port}": "gone"})
     with wideevents.event("work"), pytest.raises(aiohttp.ClientConnectorError):
         _aiohttp_get(f"http://127.0.0.1:{port}/")
@@ -168,7 +150,7 @@ def test_calls_outside_an_event_are_left_alone(sink: MemorySink, ok: Backend) ->
 def test_failures_are_reraised_unchanged(sink: MemorySink) -> None:
     """A refused connection raises the same exception type and message as without
     instrumentation, and counts as an error of its peer."""
-    port = _closed_port()
+    port = unused_ports()[0]
     url = f"http://127.0.0.1:{port}/"
 
     def failure() -> tuple[type[BaseException], str]:
@@ -186,7 +168,7 @@ def test_failures_are_reraised_unchanged(sink: MemorySink) -> None:
 
 def test_peers_past_twenty_are_counted_under_other(sink: MemorySink) -> None:
     """25 distinct peers in one event: 20 are named, the other 5 calls are under 'other'."""
-    ports = _closed_ports(25)
+    ports = unused_ports(25)
     clients.instrument(peer_names={f"127.0.0.1:{p}": f"p{i:02d}" for i, p in enumerate(ports)})
 
     def calls() -> None:

